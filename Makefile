@@ -1,0 +1,34 @@
+# genlab: the two commands a user types on a fresh machine are `make demo` and `make test`.
+# Each creates/refreshes .venv (torch pinned FIRST, so nothing pulls a CUDA build), then runs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.genlab-installed
+
+.PHONY: venv test test-fast demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15
+
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m genlab demo --out out/demo
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	OMP_NUM_THREADS=1 $(PY) -m genlab bench samplers --out experiments/results
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,226 @@
+"""Exact fields of any genlab path between Gaussian-mixture ends (the oracle of every sampler test).
+
+For x_t = α x0 + β x1 + γ z with x0 ~ Σ_i p_i N(μ0_i, C0_i) and x1 ~ Σ_j q_j N(μ1_j, C1_j) independent
+(Albergo et al. 2023, ``interflow/gmm.py``; ``reference/interpolants.md`` §1.6), x_t given the pair (i, j) is
+N(m_ij, C_ij) with m_ij = αμ0_i + βμ1_j and C_ij = α²C0_i + β²C1_j + γ²I, and
+
+    E[x0 | x_t, i, j] = μ0_i + α C0_i C_ij⁻¹ r,   E[x1 | x_t, i, j] = μ1_j + β C1_j C_ij⁻¹ r,
+    ∇ log ρ_t = −Σ w_ij C_ij⁻¹ r,   r = x_t − m_ij,   w_ij ∝ p_i q_j N(x_t; m_ij, C_ij).
+
+Every prediction kind follows from (x̂0, x̂1, ŝ) through :meth:`Interpolant.from_endpoints`. For bridges the
+source is a point mass at the known x0 (C0 = 0) and the target may depend on it (:class:`ConditionalGMM`), which
+gives the exact bridge denoiser E[x1 | x_t, x0] of DDBM/DBIM.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from genlab.analytic.gmm import GaussianMixture
+from genlab.interpolants.interpolant import Interpolant
+from genlab.models.field import Field
+from genlab.utils import as_time
+
+__all__ = ["ConditionalGMM", "ExactPosterior", "PosteriorMeans", "exact_field", "posterior_means"]
+
+
+@dataclass(eq=False)
+class ConditionalGMM:
+    """Target ``x1 | x0 ~ Σ_k w_k N(μ_k + scale·x0, Σ_k)`` for paired/bridge data.
+
+    Args:
+        base: The mixture at x0 = 0.
+        scale: How much x1 follows x0 (0: independent of the condition).
+    """
+
+    base: GaussianMixture
+    scale: float = 0.0
+
+    def sample(self, x0: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw x1 | x0 for each row of ``x0`` ``(n, d)``."""
+        x1 = self.base.sample(x0.shape[0], generator=generator).to(x0.device, x0.dtype)
+        return x1 + self.scale * x0
+
+
+@dataclass
+class PosteriorMeans:
+    """E[x0 | x_t], E[x1 | x_t] and ∇ log ρ_t(x_t) (``score`` is ``None`` on noise-free paths)."""
+
+    x0: Tensor
+    x1: Tensor
+    score: Tensor | None
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def posterior_means(
+    interpolant: Interpolant,
+    x_t: Tensor,
+    t: Tensor | float,
+    *,
+    source: GaussianMixture | str | None,
+    target: GaussianMixture | ConditionalGMM,
+    x0: Tensor | None = None,
+) -> PosteriorMeans:
+    """Exact posterior means of both ends and the score of ρ_t at ``x_t`` (float64 internally).
+
+    Args:
+        interpolant: The path.
+        x_t: States ``(B, d)``.
+        t: Time(s).
+        source: ``"gaussian"`` (N(0, I)), a :class:`GaussianMixture`, or ``None`` when ``x0`` is known (bridges).
+        target: The data distribution, or a :class:`ConditionalGMM` given x0.
+        x0: Known source per sample (bridges).
+
+    Returns:
+        :class:`PosteriorMeans` in ``x_t``'s dtype.
+    """
+    if x_t.ndim != 2:
+        raise ValueError(f"exact fields work on vectors (B, d); got x_t of shape {tuple(x_t.shape)}")
+    b, d = x_t.shape
+    dt = torch.float64 if x_t.device.type != "mps" else torch.float32
+    dev = x_t.device
+    x = x_t.to(dt)
+    tt = as_time(t, x_t).to(dt)
+    # ---- components of the source: means (B|1, K0, d), covs (K0, d, d), log-weights (K0,)
+    if x0 is not None:
+        if x0.shape != x_t.shape:
+            raise ValueError(f"x0 must have the shape of x_t {tuple(x_t.shape)}, got {tuple(x0.shape)}")
+        mu0 = x0.to(dt)[:, None, :]
+        c0 = torch.zeros(1, d, d, dtype=dt, device=dev)
+        lw0 = torch.zeros(1, dtype=dt, device=dev)
+    elif isinstance(source, GaussianMixture):
+        gm = source.to(dev, dt)
+        if gm.dim != d:
+            raise ValueError(f"source dimension {gm.dim} differs from x_t's {d}")
+        mu0, c0, lw0 = gm.means[None], gm.covs, torch.log(gm.weights)
+    elif source == "gaussian":
+        mu0 = torch.zeros(1, 1, d, dtype=dt, device=dev)
+        c0 = torch.eye(d, dtype=dt, device=dev)[None]
+        lw0 = torch.zeros(1, dtype=dt, device=dev)
+    else:
+        raise ValueError("source must be 'gaussian', a GaussianMixture, or None with a known x0 (bridges)")
+    # ---- components of the target
+    if isinstance(target, ConditionalGMM):
+        if x0 is None:
+            raise ValueError("a ConditionalGMM target needs the known source x0")
+        gm1 = target.base.to(dev, dt)
+        mu1 = gm1.means[None] + target.scale * x0.to(dt)[:, None, :]
+    elif isinstance(target, GaussianMixture):
+        gm1 = target.to(dev, dt)
+        mu1 = gm1.means[None]
+    else:
+        raise TypeError(f"target must be a GaussianMixture or ConditionalGMM, got {type(target).__name__}")
+    if gm1.dim != d:
+        raise ValueError(f"target dimension {gm1.dim} differs from x_t's {d}")
+    c1, lw1 = gm1.covs, torch.log(gm1.weights)
+    k0, k1 = c0.shape[0], c1.shape[0]
+    eye = torch.eye(d, dtype=dt, device=dev)
+
+    uniform = bool((tt == tt[0]).all())
+    out0 = torch.empty_like(x)
+    out1 = torch.empty_like(x)
+    outs = torch.empty_like(x)
+    chunk = b if uniform else max(1, int(2e6 // max(1, k0 * k1 * d * d)))
+    for sl in _chunks(b, chunk):
+        tc = tt[sl][:1] if uniform else tt[sl]  # (n',)
+        c = interpolant.schedule.coeffs(tc)
+        al, be, ga = c.alpha[:, None, None, None, None], c.beta[:, None, None, None, None], c.gamma
+        ga = ga[:, None, None, None, None] if interpolant.schedule.has_noise else torch.zeros_like(al)
+        cov = al**2 * c0[None, :, None] + be**2 * c1[None, None, :] + ga**2 * eye  # (n', K0, K1, d, d)
+        chol = torch.linalg.cholesky(cov)
+        m0 = mu0[sl] if mu0.shape[0] > 1 else mu0
+        m1 = mu1[sl] if mu1.shape[0] > 1 else mu1
+        a2 = c.alpha[:, None, None, None]
+        b2 = c.beta[:, None, None, None]
+        mean = a2 * m0[:, :, None, :] + b2 * m1[:, None, :, :]  # (n|1, K0, K1, d)
+        r = x[sl][:, None, None, :] - mean  # (n, K0, K1, d)
+        half = torch.linalg.solve_triangular(chol, r[..., None], upper=False)  # (n, K0, K1, d, 1)
+        sol = torch.linalg.solve_triangular(chol.transpose(-1, -2), half, upper=True).squeeze(-1)  # C⁻¹ r
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (n', K0, K1)
+        logp = -0.5 * (half.squeeze(-1).pow(2).sum(-1) + logdet + d * math.log(2 * math.pi))
+        logw = logp + lw0[None, :, None] + lw1[None, None, :]
+        w = torch.softmax(logw.flatten(1), dim=1).view_as(logw)[..., None]  # (n, K0, K1, 1)
+        e0 = m0[:, :, None, :] + c.alpha[:, None, None, None] * torch.einsum("kij,nklj->nkli", c0, sol)
+        e1 = m1[:, None, :, :] + c.beta[:, None, None, None] * torch.einsum("lij,nklj->nkli", c1, sol)
+        out0[sl] = (w * e0).sum((1, 2))
+        out1[sl] = (w * e1).sum((1, 2))
+        outs[sl] = -(w * sol).sum((1, 2))
+    score = outs.to(x_t.dtype) if interpolant.has_noise else None
+    return PosteriorMeans(out0.to(x_t.dtype), out1.to(x_t.dtype), score)
+
+
+class ExactPosterior(nn.Module):
+    """A module returning the exact prediction of ``kind`` (use it as the ``net`` of a :class:`Field`).
+
+    Args:
+        interpolant: The path.
+        source: ``"gaussian"``, a :class:`GaussianMixture`, or ``None`` for bridges (x0 from ``cond``).
+        target: The data distribution (or :class:`ConditionalGMM`).
+        kind: Prediction kind to return.
+        eps: Diffusion coefficient for SDE-drift kinds.
+    """
+
+    def __init__(
+        self,
+        interpolant: Interpolant,
+        source: GaussianMixture | str | None,
+        target: GaussianMixture | ConditionalGMM,
+        kind: str,
+        *,
+        eps: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.interpolant, self.source, self.target, self.kind, self.eps = interpolant, source, target, kind, eps
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor | dict | None = None) -> Tensor:
+        x0 = None
+        if self.interpolant.conditional_source:
+            x0 = cond.get("x0") if isinstance(cond, dict) else cond
+            if not isinstance(x0, Tensor):
+                raise ValueError("the exact bridge field needs the known source x0 as cond")
+        pm = posterior_means(self.interpolant, x_t, t, source=self.source, target=self.target, x0=x0)
+        x0_hat = x0 if x0 is not None else pm.x0
+        return self.interpolant.from_endpoints(self.kind, x_t, t, x0_hat=x0_hat, x1_hat=pm.x1, score=pm.score,
+                                               eps=self.eps)
+
+
+def exact_field(
+    interpolant: Interpolant,
+    source: GaussianMixture | str | None,
+    target: GaussianMixture | ConditionalGMM,
+    kind: str = "velocity",
+    *,
+    eps: float | None = None,
+) -> Field:
+    """The exact :class:`Field` of ``kind`` for Gaussian/GMM ends under the independent coupling.
+
+    Args:
+        interpolant: Any genlab path.
+        source: ``"gaussian"`` for a Gaussian-source path, a :class:`GaussianMixture` for a two-sided path, or
+            ``None`` for a bridge (the known x0 is passed as ``cond``).
+        target: Data distribution, or :class:`ConditionalGMM` for bridges where x1 depends on x0.
+        kind: Prediction kind (``velocity``, ``x1``, ``x0``, ``noise``, ``score``, ``drift_fwd``, ``drift_bwd``).
+        eps: Diffusion coefficient for SDE-drift kinds.
+
+    Returns:
+        A :class:`Field` whose network is exact.
+    """
+    if interpolant.gaussian_source and source not in ("gaussian", None):
+        raise ValueError("this path has a Gaussian source: pass source='gaussian'")
+    if interpolant.gaussian_source:
+        source = "gaussian"
+    if interpolant.conditional_source and source is not None:
+        raise ValueError("bridge paths take the known x0 from cond: pass source=None")
+    if not interpolant.gaussian_source and not interpolant.conditional_source and not isinstance(source,
+                                                                                                GaussianMixture):
+        raise ValueError("a two-sided path needs the source distribution as a GaussianMixture")
+    net = ExactPosterior(interpolant, source, target, kind, eps=eps)
+    return Field(net, interpolant, kind, eps=eps)

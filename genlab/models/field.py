@@ -1,0 +1,136 @@
+"""Field: a network plus the prediction kind it outputs on a given interpolant.
+
+Every sampler and guidance method talks to a :class:`Field`, so an analytic oracle (``genlab.analytic``), a trained
+network and a wrapped diffusers UNet are interchangeable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from genlab.interpolants.interpolant import KINDS, Interpolant
+from genlab.utils import as_time
+
+__all__ = ["Field", "Precond"]
+
+
+class Precond(Protocol):
+    """Preconditioning of a raw network (EDM / DDBM style ``c_skip·x + c_out·F(c_in·x, c_noise)``)."""
+
+    def __call__(self, net: nn.Module, x_t: Tensor, t: Tensor, cond: Any | None) -> Tensor:
+        """Return the field's prediction (of the Field's kind)."""
+
+
+class Field(nn.Module):
+    """A network ``net(x_t, t[, cond])`` that predicts ``kind`` on ``interpolant``.
+
+    Args:
+        net: Module (or callable) called as ``net(x_t, t)`` or ``net(x_t, t, cond)`` with ``t`` a ``(B,)`` float
+            tensor in the data dtype.
+        interpolant: The path the network was trained on.
+        kind: Its prediction kind (``"velocity"``, ``"x1"``, ``"x0"``, ``"noise"``, ``"score"``, ``"drift_fwd"``,
+            ``"drift_bwd"``).
+        precond: Optional preconditioning wrapper (then ``net`` is the raw network).
+        eps: Diffusion coefficient when ``kind`` is an SDE drift (needed to convert it).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Callable[..., Tensor],
+        interpolant: Interpolant,
+        kind: str,
+        precond: Precond | None = None,
+        *,
+        eps: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(interpolant, Interpolant):
+            raise TypeError(f"interpolant must be a genlab Interpolant, got {type(interpolant).__name__}")
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; choose one of {KINDS}")
+        if kind not in interpolant.kinds():
+            raise ValueError(f"kind {kind!r} is not defined on {interpolant!r}; it supports {interpolant.kinds()}")
+        if kind in ("drift_fwd", "drift_bwd") and eps is None:
+            raise ValueError(f"a field of kind {kind!r} needs eps (the SDE diffusion coefficient it was trained with)")
+        self.net = net
+        self.interpolant = interpolant
+        self.kind = kind
+        self.precond = precond
+        self.eps = eps
+
+    def forward(self, x_t: Tensor, t: Tensor | float, cond: Any | None = None) -> Tensor:
+        """The raw prediction of this field's own kind.
+
+        Args:
+            x_t: State ``(B, ...)``.
+            t: Time(s) in [0, 1].
+            cond: Conditioning passed to the network (for bridges: the known source x0).
+
+        Returns:
+            Prediction of kind :attr:`kind`, same shape as ``x_t``.
+        """
+        tt = as_time(t, x_t).to(x_t.dtype)
+        if self.precond is not None:
+            out = self.precond(self.net, x_t, tt, cond)
+        elif cond is None:
+            out = self.net(x_t, tt)
+        else:
+            out = self.net(x_t, tt, cond)
+        if out.shape != x_t.shape:
+            raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x_t.shape)}")
+        return out
+
+    def known_source(self, cond: Any | None) -> Tensor | None:
+        """The known x0 of a bridge path from the conditioning (a tensor, or a dict with key ``"x0"``)."""
+        if not self.interpolant.conditional_source:
+            return None
+        if isinstance(cond, dict):
+            cond = cond.get("x0")
+        if not isinstance(cond, Tensor):
+            raise ValueError(
+                "this field lives on a bridge path (conditional_source=True): pass the known source x0 as cond "
+                "(a tensor, or a dict with key 'x0')"
+            )
+        return cond
+
+    def predict(
+        self,
+        x_t: Tensor,
+        t: Tensor | float,
+        kind: str,
+        cond: Any | None = None,
+        *,
+        eps: Tensor | float | None = None,
+    ) -> Tensor:
+        """The prediction of ``kind``, converted exactly through the interpolant.
+
+        Args:
+            x_t: State.
+            t: Time(s).
+            kind: Requested kind.
+            cond: Conditioning (bridges: the known x0).
+            eps: Diffusion coefficient for ``drift_fwd``/``drift_bwd`` requests.
+
+        Returns:
+            The prediction of kind ``kind``.
+        """
+        out = self(x_t, t, cond)
+        if kind == self.kind and (eps is None or kind not in ("drift_fwd", "drift_bwd") or eps == self.eps):
+            return out
+        if self.kind in ("drift_fwd", "drift_bwd"):
+            # the field's own drift is defined with its training eps; convert through that
+            if kind in ("drift_fwd", "drift_bwd") and eps is not None:
+                score = self.interpolant.convert(out, self.kind, "score", x_t, t, self.known_source(cond),
+                                                 eps=self.eps)
+                vel = self.interpolant.convert(out, self.kind, "velocity", x_t, t, self.known_source(cond),
+                                               eps=self.eps)
+                sign = 1.0 if kind == "drift_fwd" else -1.0
+                e = torch.as_tensor(eps, dtype=x_t.dtype, device=x_t.device)
+                e = e.reshape(-1, *([1] * (x_t.ndim - 1))) if e.ndim == 1 else e
+                return vel + sign * e * score
+            return self.interpolant.convert(out, self.kind, kind, x_t, t, self.known_source(cond), eps=self.eps)
+        return self.interpolant.convert(out, self.kind, kind, x_t, t, self.known_source(cond), eps=eps)

@@ -1,0 +1,92 @@
+"""``genlab.sample``: the one-line entry point (field, sampler name, steps, n, seed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from genlab.models.field import Field
+from genlab.samplers.base import SampleResult, Sampler, StepInfo
+from genlab.samplers.grids import make_grid
+from genlab.samplers.registry import get_sampler
+from genlab.utils import randn_per_sample
+
+__all__ = ["sample"]
+
+
+def sample(
+    field: Field,
+    sampler: str | Sampler = "heun",
+    *,
+    steps: int | None = 10,
+    grid: str | Sequence[float] | Tensor = "uniform",
+    n: int | None = None,
+    shape: Sequence[int] | None = None,
+    x_init: Tensor | None = None,
+    cond: Any | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    callback: Callable[[StepInfo], None] | None = None,
+    return_trajectory: bool = False,
+    grid_options: dict[str, Any] | None = None,
+    **sampler_options: Any,
+) -> SampleResult:
+    """Sample ``field`` with any registered sampler.
+
+    Example:
+        >>> res = genlab.sample(field, sampler="dpmpp_2m", steps=10, n=64, shape=(2,), seed=0)  # doctest: +SKIP
+
+    Args:
+        field: The field to sample.
+        sampler: Registered name (see ``genlab.samplers.available_samplers()``) or a :class:`Sampler`.
+        steps: Number of grid steps (for named grids).
+        grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``) or explicit times.
+        n: Number of samples (with ``shape``) when ``x_init`` is not given.
+        shape: Per-sample shape, e.g. ``(2,)`` or ``(1, 16, 16)``.
+        x_init: Initial state at the first grid time (default: N(0, I) scaled by the path's noise level for a
+            Gaussian source; the known source ``cond`` for a bridge).
+        cond: Conditioning (bridges: the known source x0).
+        seed: Seed of a fresh generator (ignored when ``generator`` is given).
+        generator: Random generator for the initial noise and stochastic samplers.
+        device: Device of the initial state (default: ``cond``'s, else the field parameters', else CPU).
+        dtype: Dtype of the initial state.
+        callback: Called after each step.
+        return_trajectory: Keep the states at every grid point.
+        grid_options: Options of the named grid (``t_start``, ``t_end``, ``kappa``, ``rho``).
+        **sampler_options: Constructor options of the sampler (e.g. ``eta=1.0``, ``order=3``).
+
+    Returns:
+        :class:`SampleResult`.
+    """
+    smp = get_sampler(sampler, **sampler_options)
+    interpolant = field.interpolant
+    if device is None:
+        if isinstance(cond, Tensor):
+            device = cond.device
+        elif x_init is not None:
+            device = x_init.device
+        else:
+            params = list(field.parameters())
+            device = params[0].device if params else torch.device("cpu")
+    times = make_grid(grid, steps, interpolant, device=device, **(grid_options or {}))
+    if generator is None and seed is not None:
+        gen_device = torch.device(device) if torch.device(device).type == "cuda" else torch.device("cpu")
+        generator = torch.Generator(device=gen_device).manual_seed(int(seed))
+    if x_init is None:
+        if interpolant.conditional_source:
+            x0 = field.known_source(cond)
+            x_init = x0
+        elif interpolant.gaussian_source:
+            if n is None or shape is None:
+                raise ValueError("pass n= and shape= (or x_init=) to sample a Gaussian-source path")
+            noise = randn_per_sample((int(n), *shape), generator=generator, device=device, dtype=dtype)
+            x_init = interpolant.init_scale(times[0], noise).reshape(-1, *([1] * len(shape))) * noise
+        else:
+            raise ValueError("this path has a data source: pass x_init= (samples of the source distribution)")
+    return smp.sample(field, x_init, times, cond=cond, generator=generator, callback=callback,
+                      return_trajectory=return_trajectory)

@@ -1,0 +1,310 @@
+"""The sampler contract: one signature for every sampler, NFE counted by wrapping the field.
+
+``sampler.sample(field, x_init, grid, *, cond=None, generator=None, callback=None, return_trajectory=False)``
+returns a :class:`SampleResult`. Samplers never build their own grid (they receive one from
+:mod:`genlab.samplers.grids`), declare what structure they need in :attr:`Sampler.requires`, and check it before
+the first model call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from genlab.interpolants.interpolant import Interpolant
+from genlab.models.field import Field
+from genlab.utils import check_finite
+
+__all__ = [
+    "CAPABILITIES",
+    "CountingField",
+    "Prediction",
+    "SampleResult",
+    "Sampler",
+    "StepInfo",
+    "capabilities",
+]
+
+#: Structures a sampler can require of a path.
+CAPABILITIES: dict[str, str] = {
+    "velocity": "a PF-ODE velocity (every path with a determined conversion to 'velocity')",
+    "score": "a score, i.e. a path with Gaussian noise (Gaussian source or gamma > 0)",
+    "implicit": "re-noising with predicted ends (Interpolant.implicit_step)",
+    "markov": "a Markovian (eta > 0) implicit step (Gaussian source, DDBM bridge or Brownian bridge)",
+    "semilinear": "exponential-integrator structure (Gaussian source, or a bridge with known x0)",
+    "gaussian_source": "a Gaussian source x0 ~ N(0, I) (diffusion / flow matching from noise)",
+    "bridge": "a bridge path whose field is conditioned on a known x0 (DDBM/DBIM)",
+}
+
+
+def capabilities(interpolant: Interpolant, field_kind: str | None = None) -> set[str]:
+    """The structures ``interpolant`` offers (keys of :data:`CAPABILITIES`).
+
+    Args:
+        interpolant: The path.
+        field_kind: Kind of the field that will be sampled (a two-sided path with an unknown source offers only
+            what that one field determines).
+
+    Returns:
+        A set of capability names.
+    """
+    caps: set[str] = set()
+    single_ok = len(interpolant.unknowns) <= 2  # one field + x_t determines every kind
+    drift = field_kind in ("drift_fwd", "drift_bwd")
+    if single_ok or drift:
+        caps.add("velocity")
+    if interpolant.has_noise and single_ok:
+        caps |= {"score", "implicit"}
+    if not interpolant.has_noise and single_ok:
+        caps.add("implicit")
+    if interpolant.gaussian_source:
+        caps |= {"gaussian_source", "markov"}
+    if interpolant.conditional_source:
+        caps.add("bridge")
+    if interpolant.has_noise and (interpolant.gaussian_source or interpolant.conditional_source):
+        caps.add("semilinear")
+    if interpolant.schedule.markov_omega(torch.tensor([0.25], dtype=torch.float64),
+                                         torch.tensor([0.5], dtype=torch.float64)) is not None:
+        caps.add("markov")
+    return caps
+
+
+@dataclass
+class StepInfo:
+    """What a sampler reports to ``callback`` after each step.
+
+    Attributes:
+        i: Step index.
+        t: Time at the start of the step.
+        t_next: Time at its end.
+        x: State at ``t_next``.
+        x1_hat: Latest data prediction, when the sampler has one.
+    """
+
+    i: int
+    t: float
+    t_next: float
+    x: Tensor
+    x1_hat: Tensor | None = None
+
+
+@dataclass
+class SampleResult:
+    """Output of every sampler.
+
+    Attributes:
+        x: Final state.
+        nfe: Number of network evaluations, counted by wrapping the field.
+        grid: The time grid used (``(N+1,)``; adaptive solvers report the times they stopped at).
+        trajectory: States at every grid point (including ``x_init``) when requested.
+        aux: Sampler-specific extras (e.g. ``{"last_pair": ...}`` for BDIA, ``{"eps_boot": ...}`` for DBIM).
+    """
+
+    x: Tensor
+    nfe: int
+    grid: Tensor
+    trajectory: list[Tensor] | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+class Prediction:
+    """One network evaluation, convertible to any kind without another call.
+
+    Args:
+        field: The field that produced it.
+        raw: The raw output (of ``field.kind``).
+        x_t: Input state.
+        t: Input time.
+        cond: Conditioning used.
+    """
+
+    def __init__(self, field: Field, raw: Tensor, x_t: Tensor, t: Tensor | float, cond: Any | None) -> None:
+        self.field, self.raw, self.x_t, self.t, self.cond = field, raw, x_t, t, cond
+        self._cache: dict[tuple[str, Any], Tensor] = {}
+
+    def __call__(self, kind: str, *, eps: Tensor | float | None = None) -> Tensor:
+        """The prediction converted to ``kind``."""
+        key = (kind, None if eps is None else float(eps) if not isinstance(eps, Tensor) else id(eps))
+        if key not in self._cache:
+            f = self.field
+            if kind == f.kind and eps is None:
+                out = self.raw
+            else:
+                out = f.interpolant.convert(self.raw, f.kind, kind, self.x_t, self.t, f.known_source(self.cond),
+                                            eps=eps if kind in ("drift_fwd", "drift_bwd") else
+                                            (f.eps if f.kind in ("drift_fwd", "drift_bwd") else None))
+            self._cache[key] = out
+        return self._cache[key]
+
+    def endpoints(self) -> tuple[Tensor, Tensor]:
+        """``(x̂0, x̂1)``: the source estimate (ε for a Gaussian source; the known x0 for bridges) and data."""
+        x1_hat = self("x1")
+        known = self.field.known_source(self.cond)
+        if known is not None:
+            return known, x1_hat
+        return self("x0"), x1_hat
+
+
+class CountingField:
+    """Wraps a :class:`Field`, counts its evaluations and checks their outputs for NaN/inf.
+
+    Args:
+        field: The field.
+    """
+
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.nfe = 0
+
+    @property
+    def interpolant(self) -> Interpolant:
+        """The field's interpolant."""
+        return self.field.interpolant
+
+    def evaluate(self, x_t: Tensor, t: Tensor | float, cond: Any | None = None) -> Prediction:
+        """One network call at ``(x_t, t)``.
+
+        Args:
+            x_t: State.
+            t: Time (float, 0-d or ``(B,)``).
+            cond: Conditioning.
+
+        Returns:
+            A :class:`Prediction` convertible to any kind.
+        """
+        raw = self.field(x_t, t, cond)
+        self.nfe += 1
+        tv = float(t) if not isinstance(t, Tensor) or t.numel() == 1 else float(t.flatten()[0])
+        check_finite(raw, name=f"model output at t={tv:.4g} (evaluation {self.nfe})")
+        return Prediction(self.field, raw, x_t, t, cond)
+
+    def predict(self, x_t: Tensor, t: Tensor | float, kind: str, cond: Any | None = None, *,
+                eps: Tensor | float | None = None) -> Tensor:
+        """One network call converted to ``kind``."""
+        return self.evaluate(x_t, t, cond)(kind, eps=eps)
+
+
+class Sampler(ABC):
+    """Base class of every sampler.
+
+    Subclasses set :attr:`name` and :attr:`requires`, implement :meth:`_sample` and, for fixed-step methods,
+    :meth:`expected_nfe`.
+    """
+
+    #: Registry name.
+    name: ClassVar[str] = "sampler"
+    #: Capabilities (keys of :data:`CAPABILITIES`) the path must offer.
+    requires: ClassVar[frozenset[str]] = frozenset({"velocity"})
+    #: Whether :meth:`sample` draws noise (then ``generator`` matters).
+    stochastic: ClassVar[bool] = False
+
+    def expected_nfe(self, steps: int) -> int | None:
+        """Documented number of network evaluations for a grid of ``steps`` steps (``None`` if adaptive)."""
+        return steps
+
+    def check(self, field: Field) -> None:
+        """Raise a ``ValueError`` naming what is missing when ``field``'s path lacks a required structure."""
+        if not isinstance(field, Field):
+            raise TypeError(f"field must be a genlab Field, got {type(field).__name__}; wrap your network with "
+                            "genlab.Field(net, interpolant, kind)")
+        caps = capabilities(field.interpolant, field.kind)
+        missing = sorted(self.requires - caps)
+        if missing:
+            what = "; ".join(f"{m}: {CAPABILITIES[m]}" for m in missing)
+            raise ValueError(f"sampler {self.name!r} cannot run on {field.interpolant!r} with a {field.kind!r} "
+                             f"field: it needs {what}")
+
+    @staticmethod
+    def check_grid(grid: Tensor) -> Tensor:
+        """Validate a time grid: 1-D, at least 2 points, in [0, 1], strictly monotone."""
+        if not isinstance(grid, Tensor):
+            grid = torch.as_tensor(grid, dtype=torch.float64)
+        if grid.ndim != 1 or grid.numel() < 2:
+            raise ValueError(f"grid must be a 1-D tensor of at least 2 times, got shape {tuple(grid.shape)}")
+        if bool(((grid < 0) | (grid > 1)).any()):
+            raise ValueError("grid times must lie in [0, 1] (genlab time: 0 = source/noise, 1 = data)")
+        diffs = grid[1:] - grid[:-1]
+        if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
+            raise ValueError("grid must be strictly increasing (generation) or strictly decreasing (encoding)")
+        return grid
+
+    def sample(
+        self,
+        field: Field,
+        x_init: Tensor,
+        grid: Tensor,
+        *,
+        cond: Any | None = None,
+        generator: torch.Generator | None = None,
+        callback: Callable[[StepInfo], None] | None = None,
+        return_trajectory: bool = False,
+    ) -> SampleResult:
+        """Integrate from ``x_init`` at ``grid[0]`` along ``grid``.
+
+        Args:
+            field: The field to sample.
+            x_init: Initial state at ``grid[0]``.
+            grid: Times ``(N+1,)`` from :mod:`genlab.samplers.grids`; increasing to generate, decreasing to encode.
+            cond: Conditioning (for bridges: the known source x0).
+            generator: Random generator for stochastic samplers (noise drawn per sample).
+            callback: Called with a :class:`StepInfo` after each step.
+            return_trajectory: Keep the state at every grid point.
+
+        Returns:
+            :class:`SampleResult`.
+        """
+        self.check(field)
+        grid = self.check_grid(grid).to(device=x_init.device,
+                                        dtype=torch.float64 if x_init.device.type != "mps" else torch.float32)
+        if not isinstance(x_init, Tensor) or not x_init.is_floating_point():
+            raise TypeError("x_init must be a floating-point tensor")
+        check_finite(x_init, name="x_init")
+        if field.interpolant.conditional_source:
+            x0 = field.known_source(cond)
+            if x0.shape != x_init.shape:
+                raise ValueError(f"the known source x0 (cond) has shape {tuple(x0.shape)}, x_init "
+                                 f"{tuple(x_init.shape)}")
+        counted = CountingField(field)
+        trajectory: list[Tensor] | None = [x_init] if return_trajectory else None
+        with torch.no_grad():
+            x, aux = self._sample(counted, x_init, grid, cond=cond, generator=generator, callback=callback,
+                                  trajectory=trajectory)
+        return SampleResult(x=x, nfe=counted.nfe, grid=aux.pop("grid", grid), trajectory=trajectory, aux=aux)
+
+    @abstractmethod
+    def _sample(
+        self,
+        field: CountingField,
+        x: Tensor,
+        grid: Tensor,
+        *,
+        cond: Any | None,
+        generator: torch.Generator | None,
+        callback: Callable[[StepInfo], None] | None,
+        trajectory: list[Tensor] | None,
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Run the method; append each new state to ``trajectory`` when it is a list. Returns ``(x, aux)``."""
+
+    @staticmethod
+    def _report(
+        i: int,
+        grid: Tensor,
+        x: Tensor,
+        callback: Callable[[StepInfo], None] | None,
+        trajectory: list[Tensor] | None,
+        x1_hat: Tensor | None = None,
+    ) -> None:
+        """Record step ``i`` (from ``grid[i]`` to ``grid[i+1]``)."""
+        if trajectory is not None:
+            trajectory.append(x)
+        if callback is not None:
+            callback(StepInfo(i=i, t=float(grid[i]), t_next=float(grid[i + 1]), x=x, x1_hat=x1_hat))
+
+    def __repr__(self) -> str:
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"

@@ -1,0 +1,219 @@
+"""Time grids. Samplers never build their own: they receive one of these (or an explicit/searched grid).
+
+Every grid is a float64 tensor of ``N + 1`` genlab times, increasing for generation (source → data). Pass
+``reverse=True`` (or flip it) to encode. Formulas: ``reference/samplers.md`` §1, written in genlab time, where the
+"diffusion time" of the references is ``s = 1 − t``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from genlab.interpolants.interpolant import Interpolant
+
+__all__ = ["GRIDS", "explicit", "karras", "log_snr", "make_grid", "power", "uniform"]
+
+_F64 = torch.float64
+
+
+def _steps(steps: int) -> int:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return steps
+
+
+def _finish(t: Tensor, reverse: bool) -> Tensor:
+    return t.flip(0) if reverse else t
+
+
+def uniform(steps: int, *, t_start: float = 0.0, t_end: float = 1.0, reverse: bool = False,
+            device: torch.device | str | None = None) -> Tensor:
+    """Uniform in t (DDIM "uniform", DBIM, rectified-flow Euler).
+
+    Args:
+        steps: Number of steps N.
+        t_start: First time (source side).
+        t_end: Last time (data side).
+        reverse: Return the grid from ``t_end`` to ``t_start`` (encoding).
+        device: Device of the grid.
+
+    Returns:
+        ``(N+1,)`` float64 times.
+    """
+    _check_range(t_start, t_end)
+    return _finish(torch.linspace(t_start, t_end, _steps(steps) + 1, dtype=_F64, device=device), reverse)
+
+
+def power(steps: int, *, kappa: float = 2.0, t_start: float = 0.0, t_end: float = 1.0 - 1e-3,
+          reverse: bool = False, device: torch.device | str | None = None) -> Tensor:
+    """Power grid in diffusion time s = 1 − t: ``s_i = (s_0^{1/κ} + r(s_N^{1/κ} − s_0^{1/κ}))^κ`` (DEIS
+    ``ts_phase="t"``, ``ts_order=κ``; κ = 2 is the "quadratic" grid of Zhang & Chen 2023). Dense near the data.
+
+    Args:
+        steps: Number of steps N.
+        kappa: Exponent κ > 0.
+        t_start: First time.
+        t_end: Last time (DEIS's sampling ε = 1e-3 by default).
+        reverse: Encoding order.
+        device: Device.
+
+    Returns:
+        ``(N+1,)`` float64 times.
+    """
+    _check_range(t_start, t_end)
+    if not kappa > 0:
+        raise ValueError(f"kappa must be > 0, got {kappa}")
+    r = torch.linspace(0, 1, _steps(steps) + 1, dtype=_F64, device=device)
+    s0, s1 = (1 - t_start) ** (1 / kappa), (1 - t_end) ** (1 / kappa)
+    return _finish(1 - (s0 + r * (s1 - s0)) ** kappa, reverse)
+
+
+def _bisect(fn: Callable[[Tensor], Tensor], targets: Tensor, lo: float, hi: float, increasing: bool) -> Tensor:
+    """Invert a monotone ``fn`` on [lo, hi] by bisection (float64, 80 halvings)."""
+    a = torch.full_like(targets, lo)
+    b = torch.full_like(targets, hi)
+    for _ in range(80):
+        mid = 0.5 * (a + b)
+        val = fn(mid)
+        go_right = (val < targets) if increasing else (val > targets)
+        a = torch.where(go_right, mid, a)
+        b = torch.where(go_right, b, mid)
+    return 0.5 * (a + b)
+
+
+def _lam(interpolant: Interpolant, t: Tensor) -> Tensor:
+    return interpolant.semilinear(t, t).lam
+
+
+def _auto_range(interpolant: Interpolant, t_start: float | None, t_end: float | None,
+                fn: Callable[[Tensor], Tensor]) -> tuple[float, float]:
+    """Pull the ends inside by 1e-3 where the log-SNR / noise ratio is infinite (e.g. α = 0 at t = 1 for VP)."""
+    ts = 0.0 if t_start is None else t_start
+    te = 1.0 if t_end is None else t_end
+    if t_start is None and not bool(torch.isfinite(fn(torch.tensor([ts], dtype=_F64))).all()):
+        ts = 1e-3
+    if t_end is None and not bool(torch.isfinite(fn(torch.tensor([te], dtype=_F64))).all()):
+        te = 1 - 1e-3
+    _check_range(ts, te)
+    for v in (ts, te):
+        if not bool(torch.isfinite(fn(torch.tensor([v], dtype=_F64))).all()):
+            raise ValueError(f"the log-SNR is infinite at t={v}; choose t_start/t_end strictly inside (0, 1)")
+    return ts, te
+
+
+def log_snr(steps: int, interpolant: Interpolant, *, t_start: float | None = None, t_end: float | None = None,
+            reverse: bool = False, device: torch.device | str | None = None) -> Tensor:
+    """Uniform in λ = log(signal/noise) (DPM-Solver "logSNR", DEIS ``ts_phase="log"``).
+
+    Uses the schedule's closed-form ``snr_inverse`` when it has one, else bisection on λ(t).
+
+    Args:
+        steps: Number of steps N.
+        interpolant: A path with :meth:`Interpolant.semilinear` structure.
+        t_start: First time (default 0, or 1e-3 where λ(0) = −∞).
+        t_end: Last time (default 1, or 1 − 1e-3 where λ(1) = +∞).
+        reverse: Encoding order.
+        device: Device.
+
+    Returns:
+        ``(N+1,)`` float64 times.
+    """
+    fn = lambda t: _lam(interpolant, t)  # noqa: E731
+    ts, te = _auto_range(interpolant, t_start, t_end, fn)
+    lam0, lam1 = (float(fn(torch.tensor([v], dtype=_F64))) for v in (ts, te))
+    lams = torch.linspace(lam0, lam1, _steps(steps) + 1, dtype=_F64)
+    inv = getattr(interpolant.schedule, "snr_inverse", None)
+    if inv is not None and interpolant.gaussian_source:
+        t = inv(2 * lams)
+    else:
+        t = _bisect(fn, lams, ts, te, increasing=lam1 > lam0)
+    t[0], t[-1] = ts, te
+    return _finish(t.to(device), reverse)
+
+
+def karras(steps: int, interpolant: Interpolant, *, rho: float = 7.0, t_start: float | None = None,
+           t_end: float | None = None, reverse: bool = False, device: torch.device | str | None = None) -> Tensor:
+    """Karras et al. (NeurIPS'22, eq. 5) grid in the noise-to-signal ratio σ̃ = noise/signal:
+    ``σ̃_i = (σ̃_max^{1/ρ} + r(σ̃_min^{1/ρ} − σ̃_max^{1/ρ}))^ρ`` with ρ = 7 (the paper's default), mapped back to t.
+
+    Args:
+        steps: Number of steps N.
+        interpolant: A path with semilinear structure (σ̃ = e^{−λ}).
+        rho: The exponent ρ.
+        t_start: First time (default 0 or 1e-3, see :func:`log_snr`).
+        t_end: Last time.
+        reverse: Encoding order.
+        device: Device.
+
+    Returns:
+        ``(N+1,)`` float64 times.
+    """
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    fn = lambda t: _lam(interpolant, t)  # noqa: E731
+    ts, te = _auto_range(interpolant, t_start, t_end, fn)
+    s_max, s_min = (math.exp(-float(fn(torch.tensor([v], dtype=_F64)))) for v in (ts, te))
+    r = torch.linspace(0, 1, _steps(steps) + 1, dtype=_F64)
+    sig = (s_max ** (1 / rho) + r * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+    t = _bisect(fn, -torch.log(sig), ts, te, increasing=s_min < s_max)
+    t[0], t[-1] = ts, te
+    return _finish(t.to(device), reverse)
+
+
+def explicit(times: Sequence[float] | Tensor, *, device: torch.device | str | None = None) -> Tensor:
+    """A user-given (e.g. searched) grid, validated: 1-D, in [0, 1], strictly monotone.
+
+    Args:
+        times: The times.
+        device: Device.
+
+    Returns:
+        ``(N+1,)`` float64 times.
+    """
+    t = torch.as_tensor(times, dtype=_F64, device=device).flatten()
+    if t.numel() < 2:
+        raise ValueError("an explicit grid needs at least 2 times")
+    if bool(((t < 0) | (t > 1)).any()):
+        raise ValueError("explicit grid times must lie in [0, 1]")
+    d = t[1:] - t[:-1]
+    if not (bool((d > 0).all()) or bool((d < 0).all())):
+        raise ValueError("explicit grid must be strictly monotone")
+    return t
+
+
+def _check_range(t_start: float, t_end: float) -> None:
+    if not (0 <= t_start <= 1 and 0 <= t_end <= 1) or t_start == t_end:
+        raise ValueError(f"need t_start, t_end in [0, 1] and distinct; got {t_start}, {t_end}")
+
+
+GRIDS = {"uniform": uniform, "power": power, "log_snr": log_snr, "karras": karras}
+
+
+def make_grid(grid: str | Sequence[float] | Tensor, steps: int | None = None,
+              interpolant: Interpolant | None = None, **kwargs) -> Tensor:
+    """Build a grid by name (``uniform``, ``power``, ``log_snr``, ``karras``) or validate an explicit one.
+
+    Args:
+        grid: Name or explicit times.
+        steps: Number of steps (for named grids).
+        interpolant: Path (for ``log_snr`` and ``karras``).
+        **kwargs: Grid options (``t_start``, ``t_end``, ``kappa``, ``rho``, ``reverse``, ``device``).
+
+    Returns:
+        ``(N+1,)`` float64 times.
+    """
+    if not isinstance(grid, str):
+        return explicit(grid, device=kwargs.get("device"))
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; choose one of {sorted(GRIDS)} or pass explicit times")
+    if steps is None:
+        raise ValueError(f"grid {grid!r} needs steps=")
+    if grid in ("log_snr", "karras"):
+        if interpolant is None:
+            raise ValueError(f"grid {grid!r} needs the interpolant (its log-SNR)")
+        return GRIDS[grid](steps, interpolant, **kwargs)
+    return GRIDS[grid](steps, **kwargs)
