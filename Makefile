@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.genlab-installed
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv test test-fast demo bench bench-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,11 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m genlab demo --out out/demo
 
-bench: $(STAMP)
-	$(PY) -m pip install -q -e ".[bench]"
+bench-deps: $(STAMP)
+	$(PY) -m pip install -q -c constraints-bench.txt -e ".[bench]"
+	$(PY) -m pip install -q --no-deps "k-diffusion==0.1.1.post1"
+
+bench: bench-deps
 	OMP_NUM_THREADS=1 $(PY) -m genlab bench samplers --out experiments/results
 
 clean:

@@ -53,9 +53,13 @@ class Field(nn.Module):
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; choose one of {KINDS}")
         if kind not in interpolant.kinds():
-            raise ValueError(f"kind {kind!r} is not defined on {interpolant!r}; it supports {interpolant.kinds()}")
+            raise ValueError(
+                f"kind {kind!r} is not defined on {interpolant!r}; it supports {interpolant.kinds()}"
+            )
         if kind in ("drift_fwd", "drift_bwd") and eps is None:
-            raise ValueError(f"a field of kind {kind!r} needs eps (the SDE diffusion coefficient it was trained with)")
+            raise ValueError(
+                f"a field of kind {kind!r} needs eps (the SDE diffusion coefficient it was trained with)"
+            )
         self.net = net
         self.interpolant = interpolant
         self.kind = kind
@@ -68,7 +72,9 @@ class Field(nn.Module):
         Args:
             x_t: State ``(B, ...)``.
             t: Time(s) in [0, 1].
-            cond: Conditioning passed to the network (for bridges: the known source x0).
+            cond: Conditioning passed to the network: a tensor (extra input; for bridges the known source x0),
+                or a dict with keys ``"x0"`` (known source), ``"cond"`` (network input, defaults to x0) and
+                ``"labels"`` (class labels, passed as ``labels=``).
 
         Returns:
             Prediction of kind :attr:`kind`, same shape as ``x_t``.
@@ -78,6 +84,13 @@ class Field(nn.Module):
             out = self.precond(self.net, x_t, tt, cond)
         elif cond is None:
             out = self.net(x_t, tt)
+        elif isinstance(cond, dict):
+            unknown = set(cond) - {"x0", "cond", "labels"}
+            if unknown:
+                raise ValueError(f"cond dict keys must be among 'x0', 'cond', 'labels'; got {sorted(unknown)}")
+            c = cond.get("cond", cond.get("x0"))
+            kwargs = {"labels": cond["labels"]} if cond.get("labels") is not None else {}
+            out = self.net(x_t, tt, c, **kwargs) if c is not None else self.net(x_t, tt, **kwargs)
         else:
             out = self.net(x_t, tt, cond)
         if out.shape != x_t.shape:
@@ -124,13 +137,17 @@ class Field(nn.Module):
         if self.kind in ("drift_fwd", "drift_bwd"):
             # the field's own drift is defined with its training eps; convert through that
             if kind in ("drift_fwd", "drift_bwd") and eps is not None:
-                score = self.interpolant.convert(out, self.kind, "score", x_t, t, self.known_source(cond),
-                                                 eps=self.eps)
-                vel = self.interpolant.convert(out, self.kind, "velocity", x_t, t, self.known_source(cond),
-                                               eps=self.eps)
+                score = self.interpolant.convert(
+                    out, self.kind, "score", x_t, t, self.known_source(cond), eps=self.eps
+                )
+                vel = self.interpolant.convert(
+                    out, self.kind, "velocity", x_t, t, self.known_source(cond), eps=self.eps
+                )
                 sign = 1.0 if kind == "drift_fwd" else -1.0
                 e = torch.as_tensor(eps, dtype=x_t.dtype, device=x_t.device)
                 e = e.reshape(-1, *([1] * (x_t.ndim - 1))) if e.ndim == 1 else e
                 return vel + sign * e * score
-            return self.interpolant.convert(out, self.kind, kind, x_t, t, self.known_source(cond), eps=self.eps)
+            return self.interpolant.convert(
+                out, self.kind, kind, x_t, t, self.known_source(cond), eps=self.eps
+            )
         return self.interpolant.convert(out, self.kind, kind, x_t, t, self.known_source(cond), eps=eps)

@@ -1,0 +1,5 @@
+"""``python -m genlab``."""
+
+from genlab.cli import main
+
+raise SystemExit(main())
