@@ -1,0 +1,367 @@
+r"""Minibatch optimal-transport couplings (Tong et al., 2023, "Improving and generalizing flow-based generative
+models with minibatch optimal transport"; Pooladian et al., ICML 2023, "Multisample flow matching").
+
+A base coupling draws ``B`` sources and ``B`` targets; they are re-paired by the optimal plan of the squared
+Euclidean cost ``C_ij = |x0_i − x1_j|²`` between the two empirical measures (uniform weights). ``"exact"`` solves
+the assignment problem (a permutation, OT-CFM); ``"sinkhorn"`` solves the entropic problem
+
+.. math::
+    P^\varepsilon = \arg\min_{P \in U(a, b)} \langle P, C \rangle - \varepsilon H(P), \qquad
+    P^\varepsilon_{ij} = \exp\big((f_i + g_j - C_{ij}) / \varepsilon\big),
+
+by log-domain Sinkhorn iterations (Cuturi, 2013; Peyré & Cuturi, "Computational Optimal Transport", 2019). With the
+unnormalised cost and ``ε = 2σ²`` the plan is the static Schrödinger bridge of the Brownian reference ``σW``
+(``P ∝ exp(−|x0 − x1|²/(2σ²))``), which with the Brownian-bridge path gives SB-CFM (Tong et al., 2023).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from genlab.couplings.base import Coupling, CouplingSample
+from genlab.couplings.independent import Independent
+from genlab.utils import schedule_dtype
+
+__all__ = ["MAX_EXACT_BATCH", "MinibatchOT", "ot_plan", "sample_pairs", "sinkhorn_plan", "squared_cost"]
+
+MAX_EXACT_BATCH = 1024
+"""Largest batch the exact (Hungarian) solver accepts; ``linear_sum_assignment`` is ``O(B³)``."""
+
+Method = Literal["exact", "sinkhorn"]
+Normalize = Literal["max", "mean", "none"]
+
+
+def squared_cost(x0: Tensor, x1: Tensor) -> Tensor:
+    """Pairwise squared Euclidean cost ``C_ij = |x0_i − x1_j|²`` on flattened samples, in float64.
+
+    Computed as ``|x0_i|² + |x1_j|² − 2⟨x0_i, x1_j⟩`` (memory ``O(B0·B1)``, not ``O(B0·B1·D)``) in float64 where the
+    device allows, clamped at 0.
+
+    Args:
+        x0: Tensor of shape ``(B0, ...)``.
+        x1: Tensor of shape ``(B1, ...)`` with the same per-sample size.
+
+    Returns:
+        Cost matrix of shape ``(B0, B1)``.
+    """
+    if not isinstance(x0, Tensor) or not isinstance(x1, Tensor):
+        raise TypeError("squared_cost: x0 and x1 must be tensors")
+    if x0.ndim < 1 or x1.ndim < 1 or x0.shape[0] == 0 or x1.shape[0] == 0:
+        raise ValueError(
+            f"squared_cost: x0 and x1 need a non-empty batch dimension; got {tuple(x0.shape)}, {tuple(x1.shape)}"
+        )
+    a = x0.reshape(x0.shape[0], -1)
+    b = x1.reshape(x1.shape[0], -1).to(a.device)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"squared_cost: x0 and x1 must have the same per-sample size; got {tuple(x0.shape[1:])} and "
+            f"{tuple(x1.shape[1:])}"
+        )
+    dtype = schedule_dtype(a.device)
+    a, b = a.to(dtype), b.to(dtype)
+    cost = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return cost.clamp_min_(0.0)
+
+
+def _normalize_cost(cost: Tensor, normalize: str) -> Tensor:
+    if normalize == "none":
+        return cost
+    if normalize not in ("max", "mean"):
+        raise ValueError(f"normalize must be 'max', 'mean' or 'none'; got {normalize!r}")
+    scale = cost.max() if normalize == "max" else cost.mean()
+    return cost / scale if float(scale) > 0 else cost
+
+
+def _check_reg(reg: object) -> float:
+    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not math.isfinite(reg) or reg <= 0:
+        raise ValueError(f"reg (entropic regularisation ε) must be a finite float > 0; got {reg!r}")
+    return float(reg)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return value
+
+
+def sinkhorn_plan(cost: Tensor, reg: float, *, n_iter: int = 1000, tol: float = 1e-6) -> Tensor:
+    r"""Entropic OT plan between uniform weights by log-domain Sinkhorn.
+
+    With scaled potentials ``u = f/ε``, ``v = g/ε`` and ``K̃ = −C/ε``, alternates
+    ``u_i = log a_i − LSE_j(v_j + K̃_ij)`` and ``v_j = log b_j − LSE_i(u_i + K̃_ij)`` for ``a = 1/B0``,
+    ``b = 1/B1`` (stable for any ``ε``: the kernel ``exp(−C/ε)`` is never formed), and returns
+    ``P_ij = exp(u_i + v_j + K̃_ij)``. Iterations stop when the row marginals match to relative accuracy
+    ``tol``, ``max_i |B0 Σ_j P_ij − 1| <= tol`` (checked every 10 iterations); the last update is on ``v``, so
+    the column marginals are exact to rounding. Convergence slows as ``ε`` shrinks relative to the cost; a
+    ``RuntimeWarning`` reports the remaining error if ``n_iter`` is reached.
+
+    Args:
+        cost: Cost matrix ``(B0, B1)`` (any float dtype; computed in float64 where the device allows).
+        reg: Entropic regularisation ``ε > 0``, in the units of ``cost``.
+        n_iter: Maximum number of (f, g) updates.
+        tol: Stopping tolerance on the relative row-marginal error ``max_i |B0 Σ_j P_ij − 1|``.
+
+    Returns:
+        The plan ``P`` of shape ``(B0, B1)``, entries summing to 1.
+    """
+    reg = _check_reg(reg)
+    n_iter = _check_positive_int("n_iter", n_iter)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+        raise ValueError(f"tol must be a float > 0; got {tol!r}")
+    if cost.ndim != 2 or cost.numel() == 0:
+        raise ValueError(
+            f"sinkhorn_plan: cost must be a non-empty (B0, B1) matrix; got shape {tuple(cost.shape)}"
+        )
+    cost = cost.to(schedule_dtype(cost.device))
+    b0, b1 = cost.shape
+    log_a, log_b = -math.log(b0), -math.log(b1)
+    log_kernel = -cost / reg
+    u = torch.zeros(b0, dtype=cost.dtype, device=cost.device)
+    v = torch.zeros(b1, dtype=cost.dtype, device=cost.device)
+    err = float("inf")
+    for it in range(1, n_iter + 1):
+        u = log_a - torch.logsumexp(log_kernel + v[None, :], dim=1)
+        v = log_b - torch.logsumexp(log_kernel + u[:, None], dim=0)
+        if it % 10 == 0 or it == n_iter:
+            plan = torch.exp(log_kernel + u[:, None] + v[None, :])
+            err = float((plan.sum(1) * b0 - 1.0).abs().max())
+            if err <= tol:
+                return plan
+    warnings.warn(
+        f"sinkhorn_plan did not converge in n_iter={n_iter} iterations (relative row-marginal error {err:.3g} > "
+        f"tol={tol:g}); increase n_iter or reg",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return plan
+
+
+def _exact_assignment(cost: Tensor) -> Tensor:
+    """Column index assigned to each row by the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``)."""
+    from scipy.optimize import linear_sum_assignment
+
+    b0, b1 = cost.shape
+    if b0 != b1:
+        raise ValueError(f"exact OT needs equal batch sizes for a permutation plan; got {b0} and {b1}")
+    if b0 > MAX_EXACT_BATCH:
+        raise ValueError(
+            f"exact OT is O(B³) and limited to batches <= {MAX_EXACT_BATCH}; got B={b0}. Use method='sinkhorn' "
+            "(e.g. reg=0.05 on the max-normalised cost) or a smaller OT batch"
+        )
+    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
+    assignment = torch.empty(b0, dtype=torch.long)
+    assignment[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
+    return assignment.to(cost.device)
+
+
+def ot_plan(
+    x0: Tensor,
+    x1: Tensor,
+    *,
+    method: Method = "exact",
+    reg: float = 0.05,
+    normalize: Normalize = "max",
+    n_iter: int = 1000,
+    tol: float = 1e-6,
+) -> Tensor:
+    """OT plan of the squared Euclidean cost between two minibatches with uniform weights.
+
+    ``"exact"``: the optimal permutation (``scipy.optimize.linear_sum_assignment``, ``B <= 1024``) as a plan
+    ``P_ij = 1/B`` on the assignment, 0 elsewhere; invariant to cost scaling, so ``normalize`` has no effect.
+    ``"sinkhorn"``: :func:`sinkhorn_plan` on the cost divided by
+
+    * its maximum (``normalize="max"``, the default here; torchcfm offers the same division as its opt-in
+      ``normalize_cost``): ``reg`` is relative to the largest squared distance in the minibatch, so the
+      default 0.05 behaves alike at any data scale;
+    * its mean (``"mean"``);
+    * nothing (``"none"``): needed when ``reg`` has a meaning in data units, e.g. ``reg = 2σ²`` for the
+      Schrödinger bridge with reference ``σW`` (:meth:`MinibatchOT.schrodinger_bridge`).
+
+    Args:
+        x0: Sources ``(B0, ...)``.
+        x1: Targets ``(B1, ...)``.
+        method: ``"exact"`` or ``"sinkhorn"``.
+        reg: Entropic regularisation ``ε`` (sinkhorn only), relative to the normalised cost.
+        normalize: ``"max"``, ``"mean"`` or ``"none"`` (sinkhorn only).
+        n_iter: Maximum Sinkhorn iterations.
+        tol: Sinkhorn tolerance on the relative row-marginal error.
+
+    Returns:
+        Plan of shape ``(B0, B1)`` in float64 (float32 on devices without float64) on ``x0``'s device;
+        rows sum to ``1/B0``, columns to ``1/B1``.
+    """
+    cost = squared_cost(x0, x1)
+    if method == "exact":
+        cols = _exact_assignment(cost)
+        b = cost.shape[0]
+        plan = torch.zeros_like(cost)
+        plan[torch.arange(b, device=cost.device), cols] = 1.0 / b
+        return plan
+    if method == "sinkhorn":
+        return sinkhorn_plan(_normalize_cost(cost, normalize), reg, n_iter=n_iter, tol=tol)
+    raise ValueError(f"method must be 'exact' or 'sinkhorn'; got {method!r}")
+
+
+def sample_pairs(
+    plan: Tensor, *, replace: bool = False, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Index pairs ``(i_k, j_k)`` drawn from a plan ``P`` of shape ``(B0, B1)``, ``k = 1..B1``.
+
+    ``replace=False``: ``j_k = k`` (every column once, in order) and ``i_k ~ P[:, k] / Σ_i P_ik``, independently
+    per column. ``replace=True``: ``(i_k, j_k)`` i.i.d. from the flattened plan (torchcfm's ``sample_plan``).
+    Draws happen on the generator's device.
+
+    Args:
+        plan: Non-negative matrix with positive column sums.
+        replace: Sample from the flattened plan with replacement.
+        generator: Optional random generator.
+
+    Returns:
+        ``(i, j)``, two long tensors of length ``B1`` on the plan's device.
+    """
+    if plan.ndim != 2 or plan.numel() == 0 or not bool((plan >= 0).all()):
+        raise ValueError(
+            f"sample_pairs: plan must be a non-empty, non-negative (B0, B1) matrix; got shape {tuple(plan.shape)}"
+        )
+    b1 = plan.shape[1]
+    probs = plan.to(generator.device) if generator is not None else plan
+    if replace:
+        flat = torch.multinomial(probs.reshape(-1), b1, replacement=True, generator=generator)
+        i, j = flat // b1, flat % b1
+    else:
+        i = torch.multinomial(probs.T, 1, replacement=True, generator=generator).squeeze(1)
+        j = torch.arange(b1, device=probs.device)
+    return i.to(plan.device), j.to(plan.device)
+
+
+class MinibatchOT(Coupling):
+    r"""Minibatch OT coupling: draw ``(x0, x1)`` from ``base``, then re-pair by the OT plan on the minibatch.
+
+    OT-CFM of Tong et al. (2023; exact OT) and multisample flow matching of Pooladian et al. (2023): the pairs become (approximately) samples of the optimal coupling between the source and data
+    laws, which straightens the learned flow. ``method="sinkhorn"`` gives the entropic coupling (Tong et al.
+    2023 also use it for SB-CFM; see :meth:`schrodinger_bridge`).
+
+    How pairs are taken from the plan ``P`` (``B × B``):
+
+    * ``replace=False`` (default): ``x1`` keeps its order and each ``x1_j`` gets one source. Exact: the optimal
+      permutation (deterministic, each source used once). Sinkhorn: ``i_j ~ P[:, j] / Σ_i P_ij`` drawn
+      independently per column with ``generator`` (sources may repeat; the ``x1`` marginal is exact).
+    * ``replace=True``: ``B`` index pairs drawn from the flattened plan with replacement (torchcfm's
+      ``OTPlanSampler.sample_plan``), so both sides may repeat.
+
+    The minibatch couples all samples, so unlike the other couplings results do depend on the batch size.
+    The base coupling must return ``cond=None`` and ``mask=None``: re-pairing would make a conditioning tied to
+    one side meaningless (e.g. ``m(x1)`` of a data-dependent coupling).
+
+    Accepted batches: whatever ``base`` accepts (``Independent``: ``x1`` or ``(x1, label, ...)``).
+
+    Args:
+        base: Coupling providing the unpaired draws; default ``Independent("gaussian")``.
+        method: ``"exact"`` (Hungarian, ``B <= 1024``) or ``"sinkhorn"``.
+        reg: Sinkhorn regularisation relative to the normalised cost (torchcfm default 0.05).
+        normalize: Sinkhorn cost normalisation, ``"max"`` (default), ``"mean"`` or ``"none"``.
+        n_iter: Maximum Sinkhorn iterations.
+        replace: Sample pairs from the plan with replacement.
+    """
+
+    def __init__(
+        self,
+        base: Coupling | None = None,
+        *,
+        method: Method = "exact",
+        reg: float = 0.05,
+        normalize: Normalize = "max",
+        n_iter: int = 1000,
+        replace: bool = False,
+    ) -> None:
+        if base is not None and not isinstance(base, Coupling):
+            raise TypeError(
+                f"base must be a Coupling (e.g. Independent()) or None; got {type(base).__name__}"
+            )
+        if method not in ("exact", "sinkhorn"):
+            raise ValueError(f"method must be 'exact' or 'sinkhorn'; got {method!r}")
+        if normalize not in ("max", "mean", "none"):
+            raise ValueError(f"normalize must be 'max', 'mean' or 'none'; got {normalize!r}")
+        if not isinstance(replace, bool):
+            raise TypeError(f"replace must be a bool; got {type(replace).__name__}")
+        self.base = base if base is not None else Independent()
+        self.method = method
+        self.reg = _check_reg(reg)
+        self.normalize = normalize
+        self.n_iter = _check_positive_int("n_iter", n_iter)
+        self.replace = replace
+
+    @classmethod
+    def schrodinger_bridge(
+        cls, sigma: float, *, base: Coupling | None = None, n_iter: int = 1000, replace: bool = False
+    ) -> MinibatchOT:
+        """Minibatch entropic coupling of the Schrödinger bridge with reference ``σW`` (SB-CFM).
+
+        Sinkhorn on the unnormalised squared cost with ``ε = 2σ²`` (torchcfm's
+        ``SchrodingerBridgeConditionalFlowMatcher``), to pair with ``BrownianBridge(sigma)``.
+
+        Args:
+            sigma: Reference diffusion ``σ > 0``.
+            base: Base coupling (default independent Gaussian).
+            n_iter: Maximum Sinkhorn iterations.
+            replace: Sample pairs with replacement.
+
+        Returns:
+            The coupling.
+        """
+        if (
+            isinstance(sigma, bool)
+            or not isinstance(sigma, (int, float))
+            or not math.isfinite(sigma)
+            or sigma <= 0
+        ):
+            raise ValueError(f"sigma must be a finite float > 0; got {sigma!r}")
+        return cls(
+            base,
+            method="sinkhorn",
+            reg=2.0 * float(sigma) ** 2,
+            normalize="none",
+            n_iter=n_iter,
+            replace=replace,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MinibatchOT(base={self.base!r}, method={self.method!r}, reg={self.reg}, normalize={self.normalize!r}, "
+            f"n_iter={self.n_iter}, replace={self.replace})"
+        )
+
+    def plan(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The plan this coupling uses on a minibatch (see :func:`ot_plan`)."""
+        return ot_plan(x0, x1, method=self.method, reg=self.reg, normalize=self.normalize, n_iter=self.n_iter)
+
+    def sample(self, batch: object, *, generator: torch.Generator | None = None) -> CouplingSample:
+        """Draw from ``base`` and re-pair by the minibatch OT plan.
+
+        Args:
+            batch: Whatever ``base`` accepts.
+            generator: Optional random generator (used by ``base`` and by plan sampling).
+
+        Returns:
+            ``CouplingSample(x0, x1)`` re-paired.
+
+        Raises:
+            ValueError: If ``base`` returns a ``cond`` or ``mask``, or the batch exceeds the exact solver's limit.
+        """
+        pair = self.base.sample(batch, generator=generator)
+        if pair.cond is not None or pair.mask is not None:
+            raise ValueError(
+                f"MinibatchOT: the base coupling {self.base!r} returned a cond/mask; re-pairing x0 with other x1 "
+                "would detach it from its sample. Use a base without conditioning (Independent, Paired(cond=False))"
+            )
+        x0, x1 = pair.x0, pair.x1
+        if not self.replace and self.method == "exact":
+            cols = _exact_assignment(squared_cost(x0, x1))  # row i ↦ column cols[i]
+            return CouplingSample(x0=x0[torch.argsort(cols).to(x0.device)], x1=x1)
+        i, j = sample_pairs(self.plan(x0, x1), replace=self.replace, generator=generator)
+        return CouplingSample(x0=x0[i.to(x0.device)], x1=x1[j.to(x1.device)])
