@@ -11,6 +11,18 @@ from genlab.interpolants.gammas import (
     make_gamma,
 )
 from genlab.interpolants.interpolant import KINDS, Interpolant, PathSample, Semilinear
+from genlab.interpolants.multimarginal import (
+    EdgePath,
+    GammaPath,
+    Multimarginal,
+    MultimarginalSample,
+    PathConditionedNet,
+    PolylinePath,
+    RestrictedMultimarginal,
+    SimplexPath,
+    SimplexSchedule,
+    check_simplex,
+)
 from genlab.interpolants.presets import (
     INTERPOLANTS,
     AlphaBlending,
@@ -41,5 +53,6 @@ __all__ = [
     "make_gamma", "KINDS", "Interpolant", "PathSample", "Semilinear", "INTERPOLANTS", "AlphaBlending",
     "BrownianBridge", "DiffusionBridge", "RectifiedFlow", "StochasticInterpolant", "VEDiffusion", "VPDiffusion",
     "build_interpolant", "SCHEDULES", "Coeffs", "DDBMSchedule", "EncoderDecoderSchedule", "LinearSchedule",
-    "LinearVPSchedule", "Schedule", "TrigSchedule", "VESchedule", "VPSchedule", "make_schedule",
+    "LinearVPSchedule", "Schedule", "EdgePath", "GammaPath", "Multimarginal", "MultimarginalSample",
+    "PathConditionedNet", "PolylinePath", "RestrictedMultimarginal", "SimplexPath", "SimplexSchedule", "check_simplex", "TrigSchedule", "VESchedule", "VPSchedule", "make_schedule",
 ]

@@ -1,6 +1,7 @@
 """Networks: a time-conditioned MLP, a float-time diffusers U-Net wrapper, autoencoders, and a registry."""
 
 from genlab.models.field import Field, Precond
+from genlab.models.multimarginal_field import MultimarginalField
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
 from genlab.models.layers import FourierTimeFeatures, make_activation
 from genlab.models.mlp import TimeMLP
@@ -9,6 +10,7 @@ from genlab.models.unet import UNet
 
 __all__ = [
     "Field",
+    "MultimarginalField",
     "Precond",
     "AutoEncoder",
     "FourierTimeFeatures",

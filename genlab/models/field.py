@@ -132,7 +132,8 @@ class Field(nn.Module):
             The prediction of kind ``kind``.
         """
         out = self(x_t, t, cond)
-        if kind == self.kind and (eps is None or kind not in ("drift_fwd", "drift_bwd") or eps == self.eps):
+        same_eps = eps is None or (not isinstance(eps, Tensor) and float(eps) == self.eps)
+        if kind == self.kind and (kind not in ("drift_fwd", "drift_bwd") or same_eps):
             return out
         if self.kind in ("drift_fwd", "drift_bwd"):
             # the field's own drift is defined with its training eps; convert through that

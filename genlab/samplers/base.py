@@ -53,6 +53,11 @@ def capabilities(interpolant: Interpolant, field_kind: str | None = None) -> set
     Returns:
         A set of capability names.
     """
+    hook = getattr(interpolant, "capabilities", None)
+    if callable(hook):
+        own = hook(field_kind)
+        if own is not None:
+            return set(own)
     caps: set[str] = set()
     single_ok = len(interpolant.unknowns) <= 2  # one field + x_t determines every kind
     drift = field_kind in ("drift_fwd", "drift_bwd")
