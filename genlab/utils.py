@@ -67,7 +67,7 @@ def as_time(t: Tensor | float, x: Tensor, *, name: str = "t", check_range: bool 
     """
     dtype = schedule_dtype(x.device)
     if not isinstance(t, Tensor):
-        t = torch.tensor(float(t))
+        t = torch.tensor(float(t), dtype=dtype)
     t = t.to(device=x.device, dtype=dtype)
     batch = x.shape[0] if x.ndim > 0 else 1
     if t.ndim == 0:

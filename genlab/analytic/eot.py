@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genlab.utils import randn_per_sample
+
 __all__ = ["GaussianEOTPlan", "gaussian_eot_plan"]
 
 
@@ -56,7 +58,7 @@ class GaussianEOTPlan:
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draw ``n`` pairs (x0, x1) from the plan."""
         d = self.m0.shape[0]
-        z = torch.randn(n, 2 * d, generator=generator, dtype=self.m0.dtype, device=self.m0.device)
+        z = randn_per_sample((n, 2 * d), generator=generator, dtype=self.m0.dtype, device=self.m0.device)
         xy = torch.cat([self.m0, self.m1]) + z @ _sym_sqrt(self.joint_cov).T
         return xy[:, :d], xy[:, d:]
 

@@ -135,7 +135,14 @@ def posterior_means(
         al, be, ga = c.alpha[:, None, None, None, None], c.beta[:, None, None, None, None], c.gamma
         ga = ga[:, None, None, None, None] if interpolant.schedule.has_noise else torch.zeros_like(al)
         cov = al**2 * c0[None, :, None] + be**2 * c1[None, None, :] + ga**2 * eye  # (n', K0, K1, d, d)
-        chol = torch.linalg.cholesky(cov)
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if bool((info != 0).any()):
+            # A singular C_ij: x_t is a point mass given the pair (a bridge at its known source t = 0, a point-mass
+            # target at t = 1). Factor C + δI there instead; r = 0 on the support, so the posterior means take
+            # their exact limits (e.g. E[x1 | x0] at the bridge start) and only the singular score is regularised.
+            scale = cov.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1.0)[..., None, None]
+            jitter = torch.where((info != 0)[..., None, None], 1e-12 * scale * eye, torch.zeros_like(cov))
+            chol = torch.linalg.cholesky(cov + jitter)
         m0 = mu0[sl] if mu0.shape[0] > 1 else mu0
         m1 = mu1[sl] if mu1.shape[0] > 1 else mu1
         a2 = c.alpha[:, None, None, None]

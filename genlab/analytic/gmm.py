@@ -100,11 +100,13 @@ class GaussianMixture:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         dev = self.means.device
-        gen_dev = generator.device if generator is not None else dev
-        u = torch.rand(n, generator=generator, device=gen_dev, dtype=torch.float64).to(dev)
+        # One draw of d + 1 normals per sample (the first picks the component through u = Φ(z)), so the first k
+        # rows of a batch of n equal a batch of k drawn from the same seed.
+        draw = randn_per_sample((n, self.dim + 1), generator=generator, device=dev, dtype=torch.float64)
+        u = torch.special.ndtr(draw[:, 0])
         cdf = torch.cumsum(self.weights.double(), 0)
         idx = torch.searchsorted(cdf, u.contiguous()).clamp_max(self.n_components - 1)
-        eps = randn_per_sample((n, self.dim), generator=generator, device=dev, dtype=self.means.dtype)
+        eps = draw[:, 1:].to(self.means.dtype)
         root = _psd_sqrt(self.covs)
         x = self.means[idx] + torch.einsum("nij,nj->ni", root[idx], eps)
         return x.to(dtype) if dtype is not None else x

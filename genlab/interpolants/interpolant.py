@@ -234,7 +234,8 @@ class Interpolant:
             x0: Source end; ``None`` for a Gaussian source draws it.
             x1: Target end (data), shape ``(B, ...)``.
             t: Times in [0, 1], a float or shape ``(B,)``.
-            z: Latent noise (drawn if ``None`` and γ ≢ 0).
+            z: Latent noise (drawn if ``None`` and γ ≢ 0; ignored when γ ≡ 0, where it does not enter x_t and
+                the noise/score targets of a Gaussian source are x0-based).
             generator: Random generator for the draws (per sample, so results do not depend on batch size).
             antithetic: Return a doubled batch with ``±z`` (or ``±x0`` for a Gaussian source): the antithetic
                 estimator of Albergo et al. (2023, §6.1), which keeps the score/noise losses' variance finite as
@@ -250,7 +251,9 @@ class Interpolant:
         if x0.shape != x1.shape:
             raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
         t = as_time(t, x1)
-        if self.schedule.has_noise and z is None:
+        if not self.schedule.has_noise:
+            z = None
+        elif z is None:
             z = randn_like_per_sample(x1, generator=generator)
         if z is not None and z.shape != x1.shape:
             raise ValueError(f"z must have the shape of x1 {tuple(x1.shape)}, got {tuple(z.shape)}")
@@ -316,11 +319,17 @@ class Interpolant:
         kinds = (from_kind,) if isinstance(from_kind, str) else tuple(from_kind)
         if len(preds) != len(kinds):
             raise ValueError(f"got {len(preds)} predictions for {len(kinds)} kinds {kinds}")
-        if len(kinds) == 1 and kinds[0] == to_kind:
-            return preds[0]
+        for k in (*kinds, to_kind):
+            if k not in KINDS:
+                raise ValueError(f"unknown prediction kind {k!r}; choose one of {KINDS}")
+            if k not in self.kinds():
+                raise ValueError(f"kind {k!r} is undefined on {self!r}; this path supports {self.kinds()}")
         for p in preds:
             if p.shape != x_t.shape:
                 raise ValueError(f"prediction shape {tuple(p.shape)} differs from x_t shape {tuple(x_t.shape)}")
+        as_time(t, x_t)  # validates the shape and the range of t even when no conversion is needed
+        if len(kinds) == 1 and kinds[0] == to_kind:
+            return preds[0]
         weights, w_known = self.conversion_weights(kinds, to_kind, t, x_t, eps=eps)
         nd = x_t.ndim
         out = append_dims(weights[-1], nd) * x_t
@@ -359,9 +368,10 @@ class Interpolant:
         unknowns = self.unknowns
         if len(from_kinds) + 1 != len(unknowns):
             need = len(unknowns) - 1
+            how = "under-determined" if len(from_kinds) < need else "over-determined"
             raise ValueError(
-                f"conversion from {from_kinds} to {to_kind!r} is under-determined on this path: it has unknowns "
-                f"{unknowns} and needs {need} prediction(s) besides x_t"
+                f"conversion from {from_kinds} to {to_kind!r} is {how} on this path: it has unknowns "
+                f"{unknowns} and needs exactly {need} prediction(s) besides x_t"
                 + (" (a two-sided interpolant with an unknown source needs two fields, e.g. ('velocity', "
                    "'noise') or ('x0', 'x1'); or pass a known x0 by building the path with conditional_source=True)"
                    if "x0" in unknowns and len(from_kinds) < need else "")
