@@ -1,5 +1,6 @@
 """Interpolants and bridges: schedules, the Interpolant contract, named constructors, multimarginal paths."""
 
+from genlab.interpolants.discrete import DiscreteVPSchedule
 from genlab.interpolants.gammas import (
     GAMMAS,
     BrownianGamma,
@@ -49,6 +50,7 @@ from genlab.interpolants.schedules import (
 )
 
 __all__ = [
+    "DiscreteVPSchedule",
     "GAMMAS", "BrownianGamma", "BSquaredGamma", "Gamma", "GammaValues", "SineSquaredGamma", "ZeroGamma",
     "make_gamma", "KINDS", "Interpolant", "PathSample", "Semilinear", "INTERPOLANTS", "AlphaBlending",
     "BrownianBridge", "DiffusionBridge", "RectifiedFlow", "StochasticInterpolant", "VEDiffusion", "VPDiffusion",

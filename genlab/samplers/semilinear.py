@@ -1,0 +1,113 @@
+"""Shared pieces of the exponential-integrator samplers (DPM-Solver++, DEIS): the semilinear coefficients on a grid
+and the inverse of the half log-SNR λ(t).
+
+genlab writes a Gaussian-source path as ``x_t = α(t)·ε + β(t)·x1`` and a bridge as ``x_t = α x0 + β x1 + γ z``;
+:meth:`Interpolant.semilinear` returns them as ``noise`` (α, resp. γ), ``data`` (β), ``known`` (None, resp. α) and
+``λ = log(data/noise)``. In the notation of DPM-Solver/DEIS (``reference/samplers.md`` §0) the signal "α" is genlab's
+β, the noise "σ" is genlab's α (γ on a bridge), and DEIS's ρ = σ/α is ``noise/data`` = e^{−λ}.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from genlab.interpolants.interpolant import Interpolant
+
+__all__ = ["SemilinearGrid", "semilinear_grid", "time_of_lam"]
+
+
+@dataclass
+class SemilinearGrid:
+    """Semilinear coefficients at every grid time (float64, shape ``(N+1,)``, on the CPU).
+
+    Attributes:
+        t: The grid.
+        noise: Coefficient of the Gaussian slot (genlab α, γ on a bridge; "σ" of DPM-Solver/DEIS).
+        data: Coefficient of the data slot (genlab β; "α" of DPM-Solver/DEIS).
+        known: Coefficient of the known source on a bridge, else ``None``.
+        lam: λ = log(data/noise).
+    """
+
+    t: Tensor
+    noise: Tensor
+    data: Tensor
+    known: Tensor | None
+    lam: Tensor
+
+    @property
+    def rho(self) -> Tensor:
+        """DEIS's ρ = noise/data = e^{−λ} (``inf`` where the data coefficient vanishes)."""
+        return self.noise / self.data
+
+    def check_steps_from(self, name: str) -> None:
+        """Raise unless every time a step starts from (all but the last) has a positive noise coefficient.
+
+        Args:
+            name: Sampler name for the message.
+        """
+        bad = [i for i in range(self.t.numel() - 1)
+               if not float(self.noise[i]) > 0 or math.isnan(float(self.lam[i]))]
+        if bad:
+            i = bad[0]
+            raise ValueError(
+                f"sampler {name!r} cannot step from t={float(self.t[i]):.6g} (grid[{i}]): the noise coefficient is "
+                f"{float(self.noise[i]):.3g} there, so the exponential integrator is undefined; start the grid "
+                "strictly inside (0, 1) where the path has noise (e.g. genlab.samplers.grids.log_snr picks such ends), "
+                "and only end it at the data end"
+            )
+        if bool(torch.isnan(self.lam).any()):
+            raise ValueError(f"sampler {name!r}: log-SNR is NaN on the grid (0/0 coefficients); keep the grid inside (0, 1)")
+
+
+def semilinear_grid(interpolant: Interpolant, grid: Tensor) -> SemilinearGrid:
+    """The semilinear coefficients of ``interpolant`` at every time of ``grid`` (float64, CPU).
+
+    Args:
+        interpolant: A path with semilinear structure (Gaussian source, or bridge with known source).
+        grid: ``(N+1,)`` times.
+
+    Returns:
+        :class:`SemilinearGrid`.
+    """
+    t = grid.detach().to(device="cpu", dtype=torch.float64)
+    s = interpolant.semilinear(t, t)
+    known = None if s.known is None else s.known.to(torch.float64)
+    return SemilinearGrid(t=t, noise=s.noise.to(torch.float64), data=s.data.to(torch.float64), known=known,
+                          lam=s.lam.to(torch.float64))
+
+
+def time_of_lam(interpolant: Interpolant, lam: Tensor, t_a: Tensor, t_b: Tensor, *, iters: int = 72) -> Tensor:
+    """Times ``t`` between ``t_a`` and ``t_b`` (elementwise) with ``λ(t) = lam``, by bisection on the monotone λ.
+
+    λ = log(data/noise) is monotone along every genlab path with semilinear structure. Targets outside the bracket
+    converge to the nearer end (``+inf`` gives the end where the noise vanishes).
+
+    Args:
+        interpolant: The path.
+        lam: Target λ values, any shape.
+        t_a: One end of each bracket (same shape as ``lam``).
+        t_b: The other end.
+        iters: Number of halvings (72 reaches float64 resolution on [0, 1]).
+
+    Returns:
+        Times (float64, CPU), shape of ``lam``.
+    """
+    target = lam.detach().to("cpu", torch.float64).flatten()
+    a = t_a.detach().to("cpu", torch.float64).flatten().clone()
+    b = t_b.detach().to("cpu", torch.float64).flatten().clone()
+
+    def lam_at(t: Tensor) -> Tensor:
+        return interpolant.semilinear(t, t).lam.to(torch.float64)
+
+    swap = lam_at(a) > lam_at(b)  # orient each bracket so λ(a) ≤ λ(b)
+    a, b = torch.where(swap, b, a), torch.where(swap, a, b)
+    for _ in range(iters):
+        mid = 0.5 * (a + b)
+        go_right = lam_at(mid) < target
+        a = torch.where(go_right, mid, a)
+        b = torch.where(go_right, b, mid)
+    return (0.5 * (a + b)).reshape(lam.shape)
