@@ -131,24 +131,46 @@ class Field(nn.Module):
         Returns:
             The prediction of kind ``kind``.
         """
-        out = self(x_t, t, cond)
+        return self.convert_output(self(x_t, t, cond), x_t, t, kind, cond, eps=eps)
+
+    def convert_output(
+        self,
+        out: Tensor,
+        x_t: Tensor,
+        t: Tensor | float,
+        kind: str,
+        cond: Any | None = None,
+        *,
+        eps: Tensor | float | None = None,
+    ) -> Tensor:
+        """Convert a raw output of this field (computed at ``(x_t, t, cond)``) to ``kind`` without a new call.
+
+        A drift field is defined with its own training ε; a drift with another ε is re-weighted through the
+        velocity and the score, which needs a path where this field determines both.
+
+        Args:
+            out: Raw output of kind :attr:`kind`.
+            x_t: State it was computed at.
+            t: Time(s).
+            kind: Requested kind.
+            cond: Conditioning (bridges: the known x0).
+            eps: Diffusion coefficient for ``drift_fwd``/``drift_bwd`` requests.
+
+        Returns:
+            The prediction of kind ``kind``.
+        """
         same_eps = eps is None or (not isinstance(eps, Tensor) and float(eps) == self.eps)
         if kind == self.kind and (kind not in ("drift_fwd", "drift_bwd") or same_eps):
             return out
+        x0 = self.known_source(cond)
         if self.kind in ("drift_fwd", "drift_bwd"):
             # the field's own drift is defined with its training eps; convert through that
             if kind in ("drift_fwd", "drift_bwd") and eps is not None:
-                score = self.interpolant.convert(
-                    out, self.kind, "score", x_t, t, self.known_source(cond), eps=self.eps
-                )
-                vel = self.interpolant.convert(
-                    out, self.kind, "velocity", x_t, t, self.known_source(cond), eps=self.eps
-                )
+                score = self.interpolant.convert(out, self.kind, "score", x_t, t, x0, eps=self.eps)
+                vel = self.interpolant.convert(out, self.kind, "velocity", x_t, t, x0, eps=self.eps)
                 sign = 1.0 if kind == "drift_fwd" else -1.0
                 e = torch.as_tensor(eps, dtype=x_t.dtype, device=x_t.device)
                 e = e.reshape(-1, *([1] * (x_t.ndim - 1))) if e.ndim == 1 else e
                 return vel + sign * e * score
-            return self.interpolant.convert(
-                out, self.kind, kind, x_t, t, self.known_source(cond), eps=self.eps
-            )
-        return self.interpolant.convert(out, self.kind, kind, x_t, t, self.known_source(cond), eps=eps)
+            return self.interpolant.convert(out, self.kind, kind, x_t, t, x0, eps=self.eps)
+        return self.interpolant.convert(out, self.kind, kind, x_t, t, x0, eps=eps)

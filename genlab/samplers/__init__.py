@@ -1,6 +1,22 @@
 """Interchangeable samplers: one signature, grids from :mod:`genlab.samplers.grids`, NFE counted."""
 
 from genlab.samplers import ode
+from genlab.samplers.adaptive import ADAPTIVE_METHODS, Dopri5
+from genlab.samplers.dbim import DBIM, DBIMHighOrder, DDBMHeun, dbim_grid, ddbm_grid
+from genlab.samplers.implicit import DDIM, IADB
+from genlab.samplers.likelihood import LikelihoodResult, log_likelihood
+from genlab.samplers.noise import NoiseStream
+from genlab.samplers.sde import EDMChurn, EulerMaruyama, StochasticHeun, diffusion_coefficient
+from genlab.samplers.bdia import BDIA, BDIALatent, EditResult, TransferMap, bdia_edit
+from genlab.samplers.deis import DEISTAB, IPNDM, DEISLogRho, DEISRhoAB, DEISRhoRK
+from genlab.samplers.dpm_solver import (
+    DPMSolverPP1S,
+    DPMSolverPP2M,
+    DPMSolverPP2S,
+    DPMSolverPP3M,
+    DPMSolverPPMultistep,
+)
+from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
 from genlab.samplers.api import sample
 from genlab.samplers.base import (
     CAPABILITIES,
@@ -26,4 +42,10 @@ __all__ = [
     "available_samplers", "capabilities", "explicit", "get_sampler", "karras", "log_snr", "make_grid", "power",
     "register_prefix", "register_sampler", "sample", "uniform", "ode", "RK4", "ButcherTableau", "Euler", "Heun",
     "Midpoint", "RungeKutta",
+    "ADAPTIVE_METHODS", "Dopri5", "DBIM", "DBIMHighOrder", "DDBMHeun", "dbim_grid", "ddbm_grid", "DDIM", "IADB",
+    "LikelihoodResult", "log_likelihood", "NoiseStream", "EDMChurn", "EulerMaruyama", "StochasticHeun",
+    "diffusion_coefficient",
+    "BDIA", "BDIALatent", "EditResult", "TransferMap", "bdia_edit", "DEISTAB", "IPNDM", "DEISLogRho", "DEISRhoAB",
+    "DEISRhoRK", "DPMSolverPP1S", "DPMSolverPP2M", "DPMSolverPP2S", "DPMSolverPP3M", "DPMSolverPPMultistep",
+    "SemilinearGrid", "semilinear_grid", "time_of_lam",
 ]

@@ -33,6 +33,7 @@ __all__ = [
 #: Structures a sampler can require of a path.
 CAPABILITIES: dict[str, str] = {
     "velocity": "a PF-ODE velocity (every path with a determined conversion to 'velocity')",
+    "drift": "a field that predicts an SDE drift (drift_fwd / drift_bwd) itself",
     "score": "a score, i.e. a path with Gaussian noise (Gaussian source or gamma > 0)",
     "implicit": "re-noising with predicted ends (Interpolant.implicit_step)",
     "markov": "a Markovian (eta > 0) implicit step (Gaussian source, DDBM bridge or Brownian bridge)",
@@ -60,9 +61,10 @@ def capabilities(interpolant: Interpolant, field_kind: str | None = None) -> set
             return set(own)
     caps: set[str] = set()
     single_ok = len(interpolant.unknowns) <= 2  # one field + x_t determines every kind
-    drift = field_kind in ("drift_fwd", "drift_bwd")
-    if single_ok or drift:
+    if single_ok:
         caps.add("velocity")
+    if field_kind in ("drift_fwd", "drift_bwd"):
+        caps.add("drift")
     if interpolant.has_noise and single_ok:
         caps |= {"score", "implicit"}
     if not interpolant.has_noise and single_ok:
@@ -136,14 +138,7 @@ class Prediction:
         """The prediction converted to ``kind``."""
         key = (kind, None if eps is None else float(eps) if not isinstance(eps, Tensor) else id(eps))
         if key not in self._cache:
-            f = self.field
-            if kind == f.kind and eps is None:
-                out = self.raw
-            else:
-                out = f.interpolant.convert(self.raw, f.kind, kind, self.x_t, self.t, f.known_source(self.cond),
-                                            eps=eps if kind in ("drift_fwd", "drift_bwd") else
-                                            (f.eps if f.kind in ("drift_fwd", "drift_bwd") else None))
-            self._cache[key] = out
+            self._cache[key] = self.field.convert_output(self.raw, self.x_t, self.t, kind, self.cond, eps=eps)
         return self._cache[key]
 
     def endpoints(self) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,211 @@
+"""Every registered sampler through the same contract checks (DESIGN.md "The contracts" / "Tests").
+
+The sampler list is read from ``genlab.samplers.SAMPLERS`` when the tests are collected, so samplers added later
+are checked too. Each sampler runs on every path of :data:`PATHS` whose structure it accepts (``check`` does not
+raise) and must accept at least one. Checks: shape and dtype kept (float32 and float64), NFE counted equals
+``expected_nfe`` (when not ``None``) and the network's own call count, determinism under a generator,
+batch-size invariance, a ``ValueError`` before any model call on incompatible paths, and a ``ValueError`` for a
+model that returns NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from genlab.analytic import ConditionalGMM, GaussianMixture, exact_field
+from genlab.interpolants import (
+    DiffusionBridge,
+    Interpolant,
+    RectifiedFlow,
+    StochasticInterpolant,
+    VPDiffusion,
+)
+from genlab.models.field import Field
+from genlab.samplers import DDIM, SAMPLERS, get_sampler, log_snr, uniform
+from genlab.utils import randn_per_sample
+
+F64 = torch.float64
+STEPS = 4
+N, K = 6, 3
+GMM = GaussianMixture(torch.tensor([[1.5, 0.5], [-1.0, -1.0]], dtype=F64), torch.tensor([0.3, 0.5], dtype=F64) ** 2,
+                      torch.tensor([0.4, 0.6], dtype=F64))
+SOURCE = GaussianMixture(torch.tensor([[0.0, 0.5]], dtype=F64), 0.8)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+class Counted(nn.Module):
+    """Counts the calls of a network (to compare with the sampler's NFE); ``nan=True`` poisons its output."""
+
+    def __init__(self, net: nn.Module, *, nan: bool = False) -> None:
+        super().__init__()
+        self.net, self.nan, self.calls = net, nan, 0
+
+    def forward(self, x_t: Tensor, t: Tensor, cond=None) -> Tensor:
+        self.calls += 1
+        out = self.net(x_t, t) if cond is None else self.net(x_t, t, cond)
+        return out * float("nan") if self.nan else out
+
+
+@dataclass
+class Path:
+    """A path, its field, a grid and how to draw a starting state (per sample, so batches nest)."""
+
+    name: str
+    interpolant: Interpolant
+    kind: str
+    net: nn.Module
+    grid: Callable[[int], Tensor]
+    eps: float | None = None
+
+    def field(self, *, nan: bool = False) -> Field:
+        return Field(Counted(self.net, nan=nan), self.interpolant, self.kind, eps=self.eps)
+
+    def start(self, n: int, dtype: torch.dtype, seed: int = 0) -> tuple[Tensor, Tensor | None]:
+        gen = torch.Generator().manual_seed(seed)
+        draw = randn_per_sample((n, 3, 2), generator=gen, dtype=F64)
+        t0 = self.grid(STEPS)[:1]
+        c = self.interpolant.schedule.coeffs(t0)
+        if self.interpolant.gaussian_source:
+            return (c.alpha * draw[:, 0]).to(dtype), None
+        if self.interpolant.conditional_source:  # bridge: state at t0 from (x0, x1, z)
+            x0 = draw[:, 0]
+            x1 = GMM.means[0] + 0.5 * x0 + 0.4 * draw[:, 1]
+            x = c.alpha * x0 + c.beta * x1 + c.gamma * draw[:, 2]
+            return x.to(dtype), x0.to(dtype)
+        return (SOURCE.means[0] + draw[:, 0]).to(dtype), None
+
+
+def _vp() -> Path:
+    vp = VPDiffusion()
+    return Path("vp_noise", vp, "noise", exact_field(vp, "gaussian", GMM, "noise").net, lambda s: log_snr(s, vp))
+
+
+def _rf() -> Path:
+    rf = RectifiedFlow()
+    return Path("rf_velocity", rf, "velocity", exact_field(rf, "gaussian", GMM, "velocity").net,
+                lambda s: uniform(s, t_start=1e-3, t_end=1 - 1e-3))
+
+
+def _bridge() -> Path:
+    br = DiffusionBridge("vp")
+    return Path("ddbm_vp_x1", br, "x1", exact_field(br, None, ConditionalGMM(GMM, scale=0.5), "x1").net,
+                lambda s: uniform(s, t_start=1e-3, t_end=1 - 1e-3))
+
+
+def _two_sided_noise_free() -> Path:
+    rf = RectifiedFlow(source="data")
+    return Path("rf_two_sided", rf, "velocity", exact_field(rf, SOURCE, GMM, "velocity").net,
+                lambda s: uniform(s))
+
+
+def _two_sided_si() -> Path:
+    si = StochasticInterpolant("linear", gamma="brownian")
+    return Path("si_two_sided_drift", si, "drift_fwd", exact_field(si, SOURCE, GMM, "drift_fwd", eps=1.0).net,
+                lambda s: uniform(s, t_start=1e-3, t_end=1 - 1e-3), eps=1.0)
+
+
+#: Paths every sampler is tried on.
+PATHS = [_vp(), _rf(), _bridge()]
+#: Paths used only to check that incompatible samplers refuse them cleanly.
+NEGATIVE_PATHS = [_two_sided_noise_free(), _two_sided_si()]
+NAMES = sorted(SAMPLERS)
+
+
+def _run(sampler, path: Path, n: int, dtype: torch.dtype, seed: int | None = 0, *, nan: bool = False):
+    field = path.field(nan=nan)
+    x, cond = path.start(n, dtype)
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+    res = sampler.sample(field, x, path.grid(STEPS), cond=cond, generator=gen)
+    return res, field, x
+
+
+def _compatible(sampler, path: Path) -> bool:
+    try:
+        sampler.check(path.field())
+    except ValueError:
+        return False
+    return True
+
+
+def _refuses(sampler, path: Path) -> None:
+    """``check`` and ``sample`` both raise ValueError, and the network is never called."""
+    field = path.field()
+    with pytest.raises(ValueError):
+        sampler.check(field)
+    x, cond = path.start(N, F64)
+    with pytest.raises(ValueError):
+        sampler.sample(field, x, path.grid(STEPS), cond=cond, generator=torch.Generator().manual_seed(0))
+    assert field.net.calls == 0
+
+
+def test_registry_is_populated():
+    for name in ("euler", "heun", "dopri5", "euler_maruyama", "sde_heun", "edm", "ddim", "iadb", "dbim", "dbim_ho",
+                 "ddbm_heun"):
+        assert name in SAMPLERS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_conformance(name):
+    sampler = get_sampler(name)
+    ran_on = []
+    for path in PATHS:
+        if not _compatible(sampler, path):
+            _refuses(sampler, path)
+            continue
+        ran_on.append(path.name)
+        for dtype in (F64, torch.float32):
+            res, field, x = _run(sampler, path, N, dtype)
+            assert res.x.shape == x.shape and res.x.dtype == dtype and res.x.device == x.device, (name, path.name)
+            assert torch.isfinite(res.x).all(), (name, path.name, dtype)
+            assert res.nfe == field.net.calls > 0, (name, path.name)
+            expected = sampler.expected_nfe(STEPS)
+            if expected is not None:
+                assert res.nfe == expected, (name, path.name, res.nfe, expected)
+        # determinism under a generator
+        a, _, _ = _run(sampler, path, N, F64, seed=0)
+        b, _, _ = _run(sampler, path, N, F64, seed=0)
+        assert torch.equal(a.x, b.x), (name, path.name)
+        # batch-size invariance: the first K of N samples equal a run with K samples (same seed)
+        small, _, _ = _run(sampler, path, K, F64, seed=0)
+        adaptive = sampler.expected_nfe(STEPS) is None  # adaptive steps depend on the whole batch's error norm
+        tol = 1e-3 if adaptive else 1e-9
+        assert float((small.x - a.x[:K]).abs().max()) < tol, (name, path.name)
+        # a NaN model output is reported, not propagated
+        with pytest.raises(ValueError, match="non-finite"):
+            _run(sampler, path, N, F64, nan=True)
+    assert ran_on, f"sampler {name!r} runs on none of {[p.name for p in PATHS]}"
+    for path in NEGATIVE_PATHS:
+        if not _compatible(sampler, path):
+            _refuses(sampler, path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_semilinear_samplers_refuse_two_sided_paths(name):
+    sampler = get_sampler(name)
+    if "semilinear" in sampler.requires or "bridge" in sampler.requires or "gaussian_source" in sampler.requires:
+        for path in NEGATIVE_PATHS:
+            _refuses(sampler, path)
+
+
+def test_named_incompatibilities():
+    vp, _, _ = PATHS
+    for name in ("dbim", "dbim_ho", "ddbm_heun"):
+        _refuses(get_sampler(name), vp)
+    two_sided = NEGATIVE_PATHS[0]
+    _refuses(DDIM(eta=0.5), two_sided)  # no Markovian step without noise
+    res, _, _ = _run(DDIM(), two_sided, N, F64)  # η = 0 blends the two predicted ends
+    assert torch.isfinite(res.x).all()
+    with pytest.raises(ValueError, match="unknown sampler"):
+        get_sampler("no_such_sampler")
