@@ -61,8 +61,8 @@ def capabilities(interpolant: Interpolant, field_kind: str | None = None) -> set
             return set(own)
     caps: set[str] = set()
     single_ok = len(interpolant.unknowns) <= 2  # one field + x_t determines every kind
-    if single_ok:
-        caps.add("velocity")
+    if single_ok or field_kind == "velocity":
+        caps.add("velocity")  # a velocity field needs no conversion, even on a two-sided path
     if field_kind in ("drift_fwd", "drift_bwd"):
         caps.add("drift")
     if interpolant.has_noise and single_ok:

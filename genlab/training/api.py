@@ -1,0 +1,342 @@
+"""The Python API behind ``genlab train | sample | eval``: train a run, load it back, sample it, evaluate it.
+
+.. code-block:: python
+
+    import genlab.training as gt
+
+    result = gt.train("configs/moons_si.yaml", out="runs/moons", overrides=["train.steps=2000"])
+    run = gt.load_run("runs/moons")                       # EMA weights of the latest checkpoint
+    samples = gt.sample_run(run, sampler="heun", steps=20, n=2000, seed=0)
+    report = gt.evaluate(run)                             # SW / MMD / energy / val loss vs held-out data
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab.models import Field
+from genlab.training.checkpoint import CheckpointManager, load_checkpoint
+from genlab.training.components import Components, build_components, make_field
+from genlab.training.config import RunConfig, load_config
+from genlab.training.engines import Engine, resolve_device
+from genlab.training.evaluation import sample_metrics, validation_loss
+from genlab.training.objective import Objective
+from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
+from genlab.training.trainer import Hook, Trainer, TrainResult
+from genlab.utils import atomic_write
+
+__all__ = ["EvalResult", "Run", "RunSamples", "evaluate", "load_run", "sample_run", "train"]
+
+
+def train(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    resume: bool = False,
+    hooks: Sequence[Hook] = (),
+    engine: Engine | None = None,
+) -> TrainResult:
+    """Train a run from a config (YAML path, mapping or :class:`RunConfig`).
+
+    Args:
+        config: The config; with ``resume=True`` it may be ``None`` (the run folder's ``config.yaml`` is
+            used).
+        out: Run folder (default ``config.out`` or ``runs/<name>``).
+        overrides: Dotted ``"section.key=value"`` overrides.
+        resume: Continue from the run folder's latest checkpoint.
+        hooks: Callables run after every step (see :data:`genlab.training.trainer.Hook`).
+        engine: Engine to use (default from the config; DDP when launched by torchrun).
+
+    Returns:
+        :class:`~genlab.training.trainer.TrainResult`.
+    """
+    if config is None:
+        if not (resume and out is not None):
+            raise ValueError(
+                "pass a config (YAML path, mapping or RunConfig); only resume=True with out= can "
+                "reuse the run folder's config.yaml"
+            )
+        saved = Path(out) / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"{str(saved)!r} does not exist: nothing to resume; pass a config")
+        config = saved
+    cfg = load_config(config, overrides=overrides)
+    run_dir = cfg.run_dir(out)
+    return Trainer(cfg, run_dir, engine=engine, hooks=hooks).fit(resume=resume)
+
+
+@dataclass
+class Run:
+    """A trained run loaded from its folder.
+
+    Attributes:
+        run_dir: The run folder.
+        config: Its resolved config (as embedded in the checkpoint).
+        step: Training step of the checkpoint.
+        checkpoint: The checkpoint file.
+        field: The Field (EMA weights unless loaded with ``ema=False``), in eval mode.
+        components: Data split, interpolant, coupling and the network.
+        ema: Whether ``field`` holds the EMA weights.
+    """
+
+    run_dir: Path
+    config: RunConfig
+    step: int
+    checkpoint: Path
+    field: Field
+    components: Components
+    ema: bool
+
+
+def load_run(
+    run: str | Path | Run,
+    *,
+    checkpoint: str | Path | None = None,
+    ema: bool = True,
+    device: str | torch.device = "cpu",
+) -> Run:
+    """Load a run folder (or one of its checkpoints) with ``torch.load(weights_only=True)``.
+
+    Args:
+        run: Run folder (or an already loaded :class:`Run`, returned as is).
+        checkpoint: A checkpoint file or step number (default: the ``latest`` one).
+        ema: Use the EMA weights (else the raw weights).
+        device: Device of the Field.
+
+    Returns:
+        :class:`Run`.
+    """
+    if isinstance(run, Run):
+        return run
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
+    manager = CheckpointManager(run_dir / "checkpoints")
+    if checkpoint is None:
+        path = manager.latest()
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}; train the run first")
+    elif isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
+        path = manager.path_for(int(checkpoint))
+    else:
+        path = Path(checkpoint)
+    dev = resolve_device(device)
+    state = load_checkpoint(path, map_location="cpu")
+    config = load_config(state["config"])
+    with torch.random.fork_rng(devices=[]):
+        components = build_components(config, network=state["network"])
+    net = components.net
+    net.load_state_dict(state["ema"]["weights"] if ema else state["model"])
+    net.to(dev).eval().requires_grad_(False)
+    fld = make_field(net, config, components).eval()
+    return Run(
+        run_dir=run_dir,
+        config=config,
+        step=int(state["step"]),
+        checkpoint=path,
+        field=fld,
+        components=components,
+        ema=ema,
+    )
+
+
+@dataclass
+class RunSamples:
+    """Samples of a run and where they were written.
+
+    Attributes:
+        samples: :class:`~genlab.training.sampling.Samples` (``x``, ``nfe``, ...).
+        step: Checkpoint step.
+        files: Written files (``.pt`` tensor dump, ``.png`` picture).
+    """
+
+    samples: Samples
+    step: int
+    files: list[Path] = field(default_factory=list)
+
+
+def sample_run(
+    run: str | Path | Run,
+    *,
+    sampler: str | None = None,
+    steps: int | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    grid: str | None = None,
+    out: str | Path | None = None,
+    return_trajectory: bool = False,
+    ema: bool = True,
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> RunSamples:
+    """Sample a trained run with any registered sampler (defaults from the run's ``sample`` section).
+
+    With ``out``, writes ``out`` (``.png``: a scatter plot for 2-D data or an image grid, plus the tensors in
+    ``<stem>.pt``; ``.pt``: the tensors only). The ``.pt`` file holds ``{"x", "nfe", "sampler", "steps",
+    "step", "target"?}`` and loads with ``weights_only=True``.
+
+    Args:
+        run: Run folder or :class:`Run`.
+        sampler: Sampler name.
+        steps: Grid steps.
+        n: Number of samples.
+        seed: Seed.
+        grid: Grid name.
+        out: Output file (``.png`` or ``.pt``).
+        return_trajectory: Keep every state.
+        ema: Use the EMA weights (when loading from a folder).
+        device: Device (when loading from a folder).
+        **options: Sampler constructor options (override ``sample.options``).
+
+    Returns:
+        :class:`RunSamples`.
+    """
+    loaded = load_run(run, ema=ema, device=device)
+    scfg = loaded.config.sample
+    smp = draw_samples(
+        loaded.field,
+        loaded.components,
+        sampler=sampler or scfg.sampler,
+        steps=steps if steps is not None else scfg.steps,
+        n=n if n is not None else scfg.n,
+        seed=seed if seed is not None else scfg.seed,
+        grid=grid or scfg.grid,
+        grid_options=scfg.grid_options,
+        options={**scfg.options, **options},
+        return_trajectory=return_trajectory,
+    )
+    files: list[Path] = []
+    if out is not None:
+        out = Path(out)
+        if out.suffix not in (".png", ".pt"):
+            raise ValueError(f"out must end with .png or .pt, got {str(out)!r}")
+        dump: dict[str, Any] = {
+            "x": smp.x.cpu(),
+            "nfe": smp.nfe,
+            "sampler": smp.sampler,
+            "steps": smp.steps,
+            "step": loaded.step,
+        }
+        if smp.target is not None:
+            dump["target"] = smp.target.cpu()
+        pt = out.with_suffix(".pt")
+        with atomic_write(pt, "wb") as fh:
+            torch.save(dump, fh)
+        files.append(pt)
+        if out.suffix == ".png":
+            ref = reference_data(loaded.components.split.test, smp.x.shape[0])
+            traj = smp.trajectory[:, :64].cpu() if smp.trajectory is not None and smp.x.ndim == 2 else None
+            pic = save_picture(
+                smp.x.cpu(),
+                out,
+                reference=ref,
+                trajectories=traj,
+                title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})",
+            )
+            if pic is None:
+                raise ValueError(
+                    f"samples of shape {tuple(smp.x.shape[1:])} have no picture; use a .pt output"
+                )
+            files.append(pic)
+    return RunSamples(samples=smp, step=loaded.step, files=files)
+
+
+@dataclass
+class EvalResult:
+    """An evaluation of a run.
+
+    Attributes:
+        metrics: ``{name: value}`` (``sw``, ``mmd``, ``energy`` and their ``*_ref`` floors, ``val_loss``,
+            ``mse``/``psnr`` for conditional paths).
+        step: Checkpoint step.
+        sampler: Sampler used.
+        steps: Grid steps.
+        nfe: Network evaluations of the sampling.
+        n: Number of samples.
+        seconds: Wall time.
+        path: ``eval.json`` written in the run folder (``None`` with ``write=False``).
+    """
+
+    metrics: dict[str, float]
+    step: int
+    sampler: str
+    steps: int
+    nfe: int
+    n: int
+    seconds: float
+    path: Path | None = None
+
+
+def evaluate(
+    run: str | Path | Run,
+    *,
+    n: int | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    metrics: Sequence[str] | None = None,
+    write: bool = True,
+    device: str | torch.device = "cpu",
+) -> EvalResult:
+    """Evaluate a run's EMA Field against its held-out data (defaults from the ``eval``/``sample`` sections).
+
+    Args:
+        run: Run folder or :class:`Run`.
+        n: Number of samples.
+        sampler: Sampler name.
+        steps: Grid steps.
+        seed: Seed of samples, projections and validation noise.
+        metrics: Subset of ``sw``, ``mmd``, ``energy``, ``val_loss``, ``mse``, ``psnr``.
+        write: Write ``<run>/eval.json``.
+        device: Device (when loading from a folder).
+
+    Returns:
+        :class:`EvalResult`.
+    """
+    loaded = load_run(run, device=device)
+    cfg = loaded.config
+    ecfg, scfg = cfg.eval, cfg.sample
+    names = list(metrics) if metrics is not None else list(ecfg.metrics)
+    seed = ecfg.seed if seed is None else seed
+    t0 = time.perf_counter()
+    smp = draw_samples(
+        loaded.field,
+        loaded.components,
+        sampler=sampler or scfg.sampler,
+        steps=steps if steps is not None else scfg.steps,
+        n=n if n is not None else ecfg.n,
+        seed=seed,
+        grid=scfg.grid,
+        grid_options=scfg.grid_options,
+        options=scfg.options,
+    )
+    split = loaded.components.split
+    values = sample_metrics(smp, split.train, split.test, names, n_projections=ecfg.n_projections, seed=seed)
+    if "val_loss" in names:
+        objective = Objective(cfg, loaded.components)
+        values["val_loss"] = validation_loss(
+            objective, loaded.field, split.test, batch_size=cfg.train.batch_size, seed=seed
+        )
+    result = EvalResult(
+        metrics=values,
+        step=loaded.step,
+        sampler=smp.sampler,
+        steps=smp.steps,
+        nfe=smp.nfe,
+        n=int(smp.x.shape[0]),
+        seconds=time.perf_counter() - t0,
+    )
+    if write:
+        path = loaded.run_dir / "eval.json"
+        with atomic_write(path, "w") as fh:
+            json.dump({k: v for k, v in result.__dict__.items() if k != "path"}, fh, indent=2)
+        result.path = path
+    return result
