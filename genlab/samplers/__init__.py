@@ -1,6 +1,7 @@
 """Interchangeable samplers: one signature, grids from :mod:`genlab.samplers.grids`, NFE counted."""
 
 from genlab.samplers import ode
+from genlab.samplers.adapters import DiffusersSampler, DiffusersUNetNet, KDiffusionSampler, load_diffusers_field
 from genlab.samplers.adaptive import ADAPTIVE_METHODS, Dopri5
 from genlab.samplers.dbim import DBIM, DBIMHighOrder, DDBMHeun, dbim_grid, ddbm_grid
 from genlab.samplers.implicit import DDIM, IADB
@@ -38,6 +39,7 @@ from genlab.samplers.registry import (
 )
 
 __all__ = [
+    "DiffusersSampler", "DiffusersUNetNet", "KDiffusionSampler", "load_diffusers_field",
     "CAPABILITIES", "CountingField", "GRIDS", "Prediction", "SAMPLERS", "SampleResult", "Sampler", "StepInfo",
     "available_samplers", "capabilities", "explicit", "get_sampler", "karras", "log_snr", "make_grid", "power",
     "register_prefix", "register_sampler", "sample", "uniform", "ode", "RK4", "ButcherTableau", "Euler", "Heun",
