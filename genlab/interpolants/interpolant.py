@@ -26,6 +26,7 @@ Prediction kinds (one vocabulary everywhere):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,22 @@ from genlab.interpolants.schedules import Coeffs, Schedule
 from genlab.utils import append_dims, as_time, randn_like_per_sample, schedule_dtype
 
 __all__ = ["KINDS", "Interpolant", "PathSample", "Semilinear"]
+
+def _scalar(v: object) -> float | None:
+    """``v`` as a python float when it is a number or a one-element tensor, else ``None``."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, Tensor) and v.numel() == 1:
+        return float(v)
+    return None
+
+
+def _check_unit(t: float) -> None:
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must lie in [0, 1] (genlab time); got {t:.6g}")
+
 
 #: Every prediction kind genlab understands.
 KINDS: tuple[str, ...] = ("velocity", "x1", "x0", "noise", "score", "drift_fwd", "drift_bwd")
@@ -115,6 +132,8 @@ class Interpolant:
         self.source = source
         self.conditional_source = bool(conditional_source)
         self.name = name or type(schedule).__name__
+        # Memo of pure functions of a scalar time (coefficients, conversion weights) for the sampling fast path.
+        self._scalar_memo: dict[tuple, object] = {}
 
     # ------------------------------------------------------------------ structure
     @property
@@ -327,6 +346,26 @@ class Interpolant:
         for p in preds:
             if p.shape != x_t.shape:
                 raise ValueError(f"prediction shape {tuple(p.shape)} differs from x_t shape {tuple(x_t.shape)}")
+        t_scalar = _scalar(t)
+        eps_scalar = _scalar(eps) if eps is not None else None
+        if t_scalar is not None and (eps is None or eps_scalar is not None):
+            _check_unit(t_scalar)
+            if len(kinds) == 1 and kinds[0] == to_kind:
+                return preds[0]
+            # sampling fast path: the weights are python floats, memoised per (kinds, time, eps)
+            ws, wk = self._scalar_weights(kinds, to_kind, t_scalar, eps_scalar)
+            if self.conditional_source and x0 is None:
+                raise ValueError(
+                    "this bridge path needs the known source x0 to convert predictions (pass x0=, or cond= to the "
+                    "field/sampler)"
+                )
+            out = x_t * ws[-1]
+            for w, p in zip(ws[:-1], preds):
+                if w != 0.0:
+                    out = out.add_(p, alpha=w)
+            if self.conditional_source and wk != 0.0:
+                out = out.add_(x0, alpha=wk)
+            return out
         as_time(t, x_t)  # validates the shape and the range of t even when no conversion is needed
         if len(kinds) == 1 and kinds[0] == to_kind:
             return preds[0]
@@ -409,6 +448,43 @@ class Interpolant:
         dtype = x_t.dtype
         return [w[:, i].to(dtype) for i in range(k)], w_known.to(dtype)
 
+    def _memo(self, key: tuple, make):  # noqa: ANN001, ANN202 - tiny internal helper
+        memo = self.__dict__.setdefault("_scalar_memo", {})
+        if key not in memo:
+            if len(memo) > 65536:
+                memo.clear()
+            memo[key] = make()
+        return memo[key]
+
+    def _scalar_weights(self, kinds: tuple[str, ...], to_kind: str, t: float,
+                        eps: float | None) -> tuple[list[float], float]:
+        """:meth:`conversion_weights` at one time, as python floats (memoised)."""
+
+        def make() -> tuple[list[float], float]:
+            probe = torch.zeros(1, dtype=torch.float64)
+            ws, wk = self.conversion_weights(kinds, to_kind, torch.tensor([t], dtype=torch.float64), probe, eps=eps)
+            return [float(w) for w in ws], float(wk)
+
+        return self._memo(("w", kinds, to_kind, t, eps), make)
+
+    def scalar_coeffs(self, t: float) -> Coeffs:
+        """Coefficients at one time as python floats (float64 arithmetic, memoised).
+
+        Args:
+            t: A time in [0, 1].
+
+        Returns:
+            :class:`Coeffs` whose fields are floats.
+        """
+        _check_unit(t)
+
+        def make() -> Coeffs:
+            c = self.schedule.coeffs(torch.tensor([t], dtype=torch.float64))
+            return Coeffs(**{k: float(getattr(c, k)) for k in ("alpha", "beta", "gamma", "d_alpha", "d_beta",
+                                                               "d_gamma", "gamma_dgamma")})
+
+        return self._memo(("c", t), make)
+
     def endpoints(
         self,
         pred: Tensor | tuple[Tensor, ...],
@@ -443,7 +519,7 @@ class Interpolant:
         x_s: Tensor,
         s: Tensor | float,
         t: Tensor | float,
-        x0_hat: Tensor,
+        x0_hat: Tensor | None,
         x1_hat: Tensor,
         omega: Tensor | float = 0.0,
         xi: Tensor | None = None,
@@ -460,7 +536,9 @@ class Interpolant:
             x_s: State at ``s``.
             s: Current time(s).
             t: Next time(s).
-            x0_hat: Source estimate (ε for a Gaussian source; the known x0 for bridges).
+            x0_hat: Source estimate (the known x0 for bridges). Ignored, and may be ``None``, for a Gaussian
+                source: the noise estimate is re-derived from ``x_s`` and ``x1_hat`` (which is the same ε̂ when
+                both come from one prediction).
             x1_hat: Data estimate.
             omega: Std ω of the fresh noise (``η·markov_omega(s, t)`` for DDIM/DBIM(η)); must satisfy ω ≤ n_t.
             xi: Fresh standard normal noise, required when ω > 0.
@@ -468,6 +546,9 @@ class Interpolant:
         Returns:
             The state at ``t``.
         """
+        s_scalar, t_scalar, omega_scalar = _scalar(s), _scalar(t), _scalar(omega)
+        if s_scalar is not None and t_scalar is not None and omega_scalar is not None:
+            return self._implicit_step_scalar(x_s, s_scalar, t_scalar, x0_hat, x1_hat, omega_scalar, xi)
         cs = self.schedule.coeffs(as_time(s, x_s)).to(x_s.dtype)
         ct = self.schedule.coeffs(as_time(t, x_s)).to(x_s.dtype)
         nd = x_s.ndim
@@ -496,6 +577,28 @@ class Interpolant:
             if xi is None:
                 raise ValueError("xi (fresh standard normal noise) is required when omega > 0")
             out = out + append_dims(omega_t, nd) * xi
+        return out
+
+    def _implicit_step_scalar(self, x_s: Tensor, s: float, t: float, x0_hat: Tensor | None, x1_hat: Tensor,
+                              omega: float, xi: Tensor | None) -> Tensor:
+        """:meth:`implicit_step` at scalar times: the same formula as one fused linear combination."""
+        cs, ct = self.scalar_coeffs(s), self.scalar_coeffs(t)
+        if not self.has_noise:
+            if omega != 0.0:
+                raise ValueError("omega must be 0 on a path without Gaussian noise (no slot to re-noise)")
+            return (x0_hat * ct.alpha).add_(x1_hat, alpha=ct.beta)
+        n_s, n_t = (cs.alpha, ct.alpha) if self.gaussian_source else (cs.gamma, ct.gamma)
+        if omega > n_t * (1 + 1e-6) + 1e-12:
+            raise ValueError("omega exceeds the noise level at t (need omega <= n(t)); lower eta")
+        ratio = math.sqrt(max(n_t**2 - omega**2, 0.0)) / n_s if n_s > 0 else 0.0
+        # x_t = mean_t + ratio·(x_s − signal_s), written as a combination of x_s, x̂1 (and x̂0 for a data source)
+        out = (x_s * ratio).add_(x1_hat, alpha=ct.beta - ratio * cs.beta)
+        if not self.gaussian_source:
+            out = out.add_(x0_hat, alpha=ct.alpha - ratio * cs.alpha)
+        if omega > 0:
+            if xi is None:
+                raise ValueError("xi (fresh standard normal noise) is required when omega > 0")
+            out = out.add_(xi, alpha=omega)
         return out
 
     def markov_omega(self, s: Tensor | float, t: Tensor | float, x: Tensor) -> Tensor:

@@ -85,7 +85,9 @@ class DDIM(Sampler):
         noise = NoiseStream(x, generator) if self.eta > 0 else None
         for i in range(n):
             s, t = grid[i], grid[i + 1]
-            x0_hat, x1_hat = field.evaluate(x, s, cond).endpoints()
+            pred = field.evaluate(x, s, cond)
+            # a Gaussian source's noise estimate is re-derived from x_s inside implicit_step: skip converting it
+            x0_hat, x1_hat = (None, pred("x1")) if interp.gaussian_source else pred.endpoints()
             omega: Tensor | float = 0.0
             xi = None
             if noise is not None and i < n - 1:
@@ -125,7 +127,9 @@ class IADB(Sampler):
         interp = field.interpolant
         for i in range(grid.numel() - 1):
             s, t = grid[i], grid[i + 1]
-            x0_hat, x1_hat = field.evaluate(x, s, cond).endpoints()
+            pred = field.evaluate(x, s, cond)
+            # a Gaussian source's noise estimate is re-derived from x_s inside implicit_step: skip converting it
+            x0_hat, x1_hat = (None, pred("x1")) if interp.gaussian_source else pred.endpoints()
             x = interp.implicit_step(x, s, t, x0_hat, x1_hat)
             self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
         return x, {}
