@@ -150,7 +150,10 @@ class TrigSchedule(Schedule):
         g = self.gamma_fn(t)
         r = torch.sqrt(1 - g.gamma**2)
         dr = -g.gamma_dgamma / r
-        c, s = torch.cos(math.pi * t / 2), torch.sin(math.pi * t / 2)
+        # cos(π/2) rounds to 6e-17 in float64 (−4e-8 in float32): pin the data end so that α(1) = 0 exactly and
+        # λ(1) = +∞, which the exponential integrators and log-SNR grids rely on (sin(0) = 0 is already exact).
+        c = torch.where(t == 1, torch.zeros_like(t), torch.cos(math.pi * t / 2))
+        s = torch.sin(math.pi * t / 2)
         alpha, beta = r * c, r * s
         d_alpha = dr * c - (math.pi / 2) * r * s
         d_beta = dr * s + (math.pi / 2) * r * c
@@ -168,8 +171,11 @@ class EncoderDecoderSchedule(Schedule):
 
     def coeffs(self, t: Tensor) -> Coeffs:
         g = self.gamma_fn(t)
-        c2 = torch.cos(math.pi * t) ** 2
-        dc2 = -math.pi * torch.sin(2 * math.pi * t)
+        # cos(π/2)² and sin(π), sin(2π) round to 4e-33, 1e-16, −2e-16: x_{1/2} is pure noise exactly, and the
+        # derivative vanishes exactly at t ∈ {½, 1}
+        half = t == 0.5
+        c2 = torch.where(half, torch.zeros_like(t), torch.cos(math.pi * t) ** 2)
+        dc2 = torch.where(half | (t == 1), torch.zeros_like(t), -math.pi * torch.sin(2 * math.pi * t))
         first = t <= 0.5
         zero = torch.zeros_like(t)
         return Coeffs(
@@ -201,7 +207,9 @@ class VPSchedule(Schedule):
     is only approximate (β(0) = e^{−5.025} ≈ 0.0066 for the defaults 0.1, 20).
 
     ``kind="cosine"``: Nichol & Dhariwal (ICML'21) eq. 17, ᾱ(s) = f(s)/f(0), f(s) = cos²(((s + c)/(1 + c))·π/2),
-    c = 0.008, continuous in s = 1 − t; β = √ᾱ, α = √(1 − ᾱ). Exact boundary β(0) = 0.
+    c = 0.008, continuous in s = 1 − t; β = √ᾱ, α = √(1 − ᾱ). Exact boundaries β(0) = 0 and α(1) = 0: with
+    k = π/(2(1 + c)) and u₀ = ck, β = sin(kt)/cos u₀ and α² = sin(ks)·sin(k(s + 2c))/cos²u₀ (the same functions,
+    written so that neither end goes through cos(π/2) ≈ 6e-17 and neither cancels near its zero).
 
     Args:
         kind: ``"linear"`` (Song β-schedule) or ``"cosine"``.
@@ -237,12 +245,30 @@ class VPSchedule(Schedule):
         return log_abar, d_log_abar
 
     def coeffs(self, t: Tensor) -> Coeffs:
+        if self.kind == "cosine":
+            return self._cosine_coeffs(t)
         log_abar, d_log_abar = self._log_abar(t)
         abar = torch.exp(log_abar)
         beta = torch.exp(0.5 * log_abar)
         d_beta = 0.5 * d_log_abar * beta
         alpha = torch.sqrt((1 - abar).clamp_min(0))
         d_alpha = -0.5 * abar * d_log_abar / alpha  # d/dt √(1−ᾱ) = −ᾱ'/(2√(1−ᾱ))
+        zero = torch.zeros_like(t)
+        return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero)
+
+    def _cosine_coeffs(self, t: Tensor) -> Coeffs:
+        """The cosine schedule with exact zeros: β = sin(kt)/cos u₀, α² = sin(ks)·sin(k(s + 2c))/cos²u₀.
+
+        π/2 − u = kt and cos²u₀ − cos²u = sin(u − u₀)·sin(u + u₀) with u − u₀ = ks, u + u₀ = k(s + 2c).
+        """
+        c = self.cosine_offset
+        k = (math.pi / 2) / (1 + c)
+        cos_u0 = math.cos(c * k)
+        s = 1 - t
+        beta = torch.sin(k * t) / cos_u0
+        d_beta = k * torch.cos(k * t) / cos_u0
+        alpha = torch.sqrt((torch.sin(k * s) * torch.sin(k * (s + 2 * c))).clamp_min(0)) / cos_u0
+        d_alpha = -beta * d_beta / alpha  # α² + β² = 1; −∞ at t = 1 (α ∝ √s there), as for the linear kind
         zero = torch.zeros_like(t)
         return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero)
 

@@ -89,14 +89,24 @@ def _lam(interpolant: Interpolant, t: Tensor) -> Tensor:
     return interpolant.semilinear(t, t).lam
 
 
+#: |λ| beyond which a default grid end counts as degenerate: one coefficient is below 1e-13 of the other, i.e. a
+#: zero that only rounding made non-zero (cos(π/2) ≈ 6e-17 gives |λ| ≈ 37).
+_LAM_DEGENERATE = 30.0
+
+
+def _degenerate(lam: Tensor) -> bool:
+    return not bool((torch.isfinite(lam) & (lam.abs() <= _LAM_DEGENERATE)).all())
+
+
 def _auto_range(interpolant: Interpolant, t_start: float | None, t_end: float | None,
                 fn: Callable[[Tensor], Tensor]) -> tuple[float, float]:
-    """Pull the ends inside by 1e-3 where the log-SNR / noise ratio is infinite (e.g. α = 0 at t = 1 for VP)."""
+    """Pull the default ends inside by 1e-3 where the log-SNR is infinite (α = 0 at t = 1, β = 0 at t = 0), or so
+    large that the end is such a zero up to rounding (|λ| > 30); explicit ends are kept but must have a finite λ."""
     ts = 0.0 if t_start is None else t_start
     te = 1.0 if t_end is None else t_end
-    if t_start is None and not bool(torch.isfinite(fn(torch.tensor([ts], dtype=_F64))).all()):
+    if t_start is None and _degenerate(fn(torch.tensor([ts], dtype=_F64))):
         ts = 1e-3
-    if t_end is None and not bool(torch.isfinite(fn(torch.tensor([te], dtype=_F64))).all()):
+    if t_end is None and _degenerate(fn(torch.tensor([te], dtype=_F64))):
         te = 1 - 1e-3
     _check_range(ts, te)
     for v in (ts, te):
@@ -114,8 +124,9 @@ def log_snr(steps: int, interpolant: Interpolant, *, t_start: float | None = Non
     Args:
         steps: Number of steps N.
         interpolant: A path with :meth:`Interpolant.semilinear` structure.
-        t_start: First time (default 0, or 1e-3 where λ(0) = −∞).
-        t_end: Last time (default 1, or 1 − 1e-3 where λ(1) = +∞).
+        t_start: First time (default 0, or 1e-3 where λ(0) = −∞: λ ≈ −6.9 on rectified flow, −6.5 on the trig and
+            cosine-VP paths).
+        t_end: Last time (default 1, or 1 − 1e-3 where λ(1) = +∞: λ ≈ 6.9 on rectified flow, 6.5 on trig).
         reverse: Encoding order.
         device: Device.
 
@@ -132,7 +143,7 @@ def log_snr(steps: int, interpolant: Interpolant, *, t_start: float | None = Non
     else:
         t = _bisect(fn, lams, ts, te, increasing=lam1 > lam0)
     t[0], t[-1] = ts, te
-    return _finish(t.to(device), reverse)
+    return _finish(_strictly_monotone(t, "log_snr", lam0, lam1).to(device), reverse)
 
 
 def karras(steps: int, interpolant: Interpolant, *, rho: float = 7.0, t_start: float | None = None,
@@ -161,7 +172,18 @@ def karras(steps: int, interpolant: Interpolant, *, rho: float = 7.0, t_start: f
     sig = (s_max ** (1 / rho) + r * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
     t = _bisect(fn, -torch.log(sig), ts, te, increasing=s_min < s_max)
     t[0], t[-1] = ts, te
-    return _finish(t.to(device), reverse)
+    return _finish(_strictly_monotone(t, "karras", -math.log(s_max), -math.log(s_min)).to(device), reverse)
+
+
+def _strictly_monotone(t: Tensor, name: str, lam0: float, lam1: float) -> Tensor:
+    """Raise when distinct log-SNR targets map to equal float64 times (a λ range far wider than the path resolves)."""
+    d = t[1:] - t[:-1]
+    if not (bool((d > 0).all()) or bool((d < 0).all())):
+        raise ValueError(
+            f"the {name} grid collapses: λ from {lam0:.4g} to {lam1:.4g} puts several steps at the same float64 time; "
+            "pass t_start/t_end where the log-SNR is moderate (e.g. |λ| < 10) or use fewer steps"
+        )
+    return t
 
 
 def explicit(times: Sequence[float] | Tensor, *, device: torch.device | str | None = None) -> Tensor:

@@ -1,8 +1,10 @@
 """Fixed-step explicit Runge–Kutta samplers of the probability-flow ODE ``dx/dt = b(t, x)``.
 
 They only need the velocity, so they run on every path (and in both directions: a decreasing grid encodes).
-Euler and the classical RK4 are textbook; Heun follows EDM (Karras et al. NeurIPS'22, Alg. 1): the trapezoidal
-correction is skipped on a final step that lands exactly on a time where the velocity is singular.
+Euler and the classical RK4 are textbook; Heun follows EDM (Karras et al. NeurIPS'22, Alg. 1): with
+``final_euler=True`` the trapezoidal correction is skipped on the final step, as EDM does when the grid ends where the
+velocity cannot be evaluated (σ = 0; in genlab e.g. t = 1 on VP paths, where α̇ = −∞). By default every step is
+corrected, so Heun and RK4 (a stage at c = 1) evaluate the field at the last grid time.
 """
 
 from __future__ import annotations
