@@ -119,7 +119,8 @@ class DiscreteVPSchedule(Schedule):
         d_beta = 0.5 * d_log_abar * beta
         d_alpha = -0.5 * abar * d_log_abar / alpha
         zero = torch.zeros_like(t)
-        return Coeffs(alpha.to(t.dtype), beta.to(t.dtype), zero, d_alpha.to(t.dtype), d_beta.to(t.dtype), zero, zero)
+        return Coeffs(alpha.to(t.dtype), beta.to(t.dtype), zero, d_alpha.to(t.dtype), d_beta.to(t.dtype), zero, zero,
+                      alpha_dalpha=(-0.5 * abar * d_log_abar).to(t.dtype))
 
     def snr_inverse(self, log_snr: Tensor) -> Tensor:
         """The t at which log(β²/α²) = ``log_snr`` (exact inverse of the piecewise-linear log ᾱ)."""

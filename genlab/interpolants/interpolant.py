@@ -183,7 +183,7 @@ class Interpolant:
     def _noise(self, c: Coeffs) -> tuple[Tensor, Tensor]:
         """(n, n·ṅ): coefficient of the Gaussian slot and the finite product n·ṅ."""
         if self.gaussian_source:
-            return c.alpha, c.alpha * c.d_alpha
+            return c.alpha, c.alpha_dalpha_finite
         return c.gamma, c.gamma_dgamma
 
     def _row(self, kind: str, c: Coeffs, eps: Tensor | None) -> list[Tensor]:
@@ -480,8 +480,9 @@ class Interpolant:
 
         def make() -> Coeffs:
             c = self.schedule.coeffs(torch.tensor([t], dtype=torch.float64))
-            return Coeffs(**{k: float(getattr(c, k)) for k in ("alpha", "beta", "gamma", "d_alpha", "d_beta",
-                                                               "d_gamma", "gamma_dgamma")})
+            vals = {k: float(getattr(c, k)) for k in ("alpha", "beta", "gamma", "d_alpha", "d_beta", "d_gamma",
+                                                      "gamma_dgamma")}
+            return Coeffs(**vals, alpha_dalpha=float(c.alpha_dalpha_finite))
 
         return self._memo(("c", t), make)
 

@@ -44,7 +44,8 @@ __all__ = [
 class Coeffs:
     """Coefficients of ``x_t = alpha·x0 + beta·x1 + gamma·z`` and their time derivatives.
 
-    ``gamma_dgamma`` is γγ̇, finite at the endpoints; use it instead of ``gamma * d_gamma``.
+    ``gamma_dgamma`` is γγ̇, finite at the endpoints; use it instead of ``gamma * d_gamma``. ``alpha_dalpha``
+    (optional) is αα̇ in closed form for schedules whose α̇ is singular where α vanishes (VP at t = 1).
     """
 
     alpha: Tensor
@@ -54,10 +55,18 @@ class Coeffs:
     d_beta: Tensor
     d_gamma: Tensor
     gamma_dgamma: Tensor
+    alpha_dalpha: Tensor | None = None
 
     def to(self, dtype: torch.dtype) -> Coeffs:
         """Cast every field to ``dtype``."""
-        return Coeffs(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
+        return Coeffs(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(dtype)
+                         for f in fields(self)})
+
+    @property
+    def alpha_dalpha_finite(self) -> Tensor:
+        """αα̇ = ½ d(α²)/dt: the schedule's closed form when it gives one (finite where α̇ is infinite, e.g. VP
+        at t = 1), else α·α̇."""
+        return self.alpha_dalpha if self.alpha_dalpha is not None else self.alpha * self.d_alpha
 
 
 class Schedule(ABC):
@@ -196,7 +205,7 @@ class LinearVPSchedule(Schedule):
         alpha = torch.sqrt((1 - t**2).clamp_min(0))
         d_alpha = -t / alpha
         zero = torch.zeros_like(t)
-        return Coeffs(alpha, t, zero, d_alpha, torch.ones_like(t), zero, zero)
+        return Coeffs(alpha, t, zero, d_alpha, torch.ones_like(t), zero, zero, alpha_dalpha=-t)
 
 
 class VPSchedule(Schedule):
@@ -254,7 +263,7 @@ class VPSchedule(Schedule):
         alpha = torch.sqrt((1 - abar).clamp_min(0))
         d_alpha = -0.5 * abar * d_log_abar / alpha  # d/dt √(1−ᾱ) = −ᾱ'/(2√(1−ᾱ))
         zero = torch.zeros_like(t)
-        return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero)
+        return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero, alpha_dalpha=-0.5 * abar * d_log_abar)
 
     def _cosine_coeffs(self, t: Tensor) -> Coeffs:
         """The cosine schedule with exact zeros: β = sin(kt)/cos u₀, α² = sin(ks)·sin(k(s + 2c))/cos²u₀.
@@ -270,7 +279,7 @@ class VPSchedule(Schedule):
         alpha = torch.sqrt((torch.sin(k * s) * torch.sin(k * (s + 2 * c))).clamp_min(0)) / cos_u0
         d_alpha = -beta * d_beta / alpha  # α² + β² = 1; −∞ at t = 1 (α ∝ √s there), as for the linear kind
         zero = torch.zeros_like(t)
-        return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero)
+        return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero, alpha_dalpha=-beta * d_beta)
 
     def snr_inverse(self, log_snr: Tensor) -> Tensor:
         """The t at which log(β²/α²) = ``log_snr`` (closed form for both kinds).

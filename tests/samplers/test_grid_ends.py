@@ -182,3 +182,25 @@ def test_dpmpp_2s_rejects_a_step_whose_lambda_it_cannot_resolve() -> None:
     grid = torch.tensor([0.0, 1e-16, 0.5, 0.9], dtype=F64)
     with pytest.raises(ValueError, match="λ"):
         DPMSolverPP2S().sample(field, torch.randn(4, 2, dtype=F64), grid)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_vp_velocity_at_the_data_end(kind):
+    """αα̇ is finite at t = 1 on VP paths (α̇ = −∞ there): a score field gives a finite velocity at t = 1, while an
+    ε/x1 field does not determine it there (the score term's coefficient survives, ε̂'s vanishes) and says so."""
+    from genlab.analytic import GaussianMixture
+    from genlab.interpolants import VPDiffusion
+
+    interp = VPDiffusion(kind)
+    c = interp.schedule.coeffs(torch.tensor([1.0], dtype=torch.float64))
+    assert torch.isfinite(c.alpha_dalpha_finite).all() and float(c.alpha_dalpha_finite) == pytest.approx(
+        -float(c.beta * c.d_beta), abs=1e-12)
+    assert not torch.isfinite(c.alpha * c.d_alpha).all()  # the naive product is 0·∞
+    target = GaussianMixture(torch.tensor([[0.5, -1.0]], dtype=torch.float64), 0.3)
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    v = exact_field(interp, "gaussian", target, "score").predict(x, 1.0, "velocity")
+    # at t = 1, x_t = x1: b = β̇x − αα̇·s with s the data score
+    expected = float(c.d_beta) * x - float(c.alpha_dalpha_finite) * target.score(x)
+    torch.testing.assert_close(v, expected, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="singular"):
+        exact_field(interp, "gaussian", target, "noise").predict(x, 1.0, "velocity")
