@@ -128,8 +128,10 @@ class SineSquaredGamma(Gamma):
         self.a = float(a)
 
     def __call__(self, t: Tensor) -> GammaValues:
-        gamma = self.a * torch.sin(math.pi * t) ** 2
-        d_gamma = self.a * math.pi * torch.sin(2 * math.pi * t)
+        # sin(π) ≈ 1.2e-16 in floating point: make the boundary values (and γ̇ there) exactly zero
+        end = (t == 0) | (t == 1)
+        gamma = torch.where(end, torch.zeros_like(t), self.a * torch.sin(math.pi * t) ** 2)
+        d_gamma = torch.where(end, torch.zeros_like(t), self.a * math.pi * torch.sin(2 * math.pi * t))
         return GammaValues(gamma, d_gamma, gamma * d_gamma)
 
     def __repr__(self) -> str:
