@@ -28,7 +28,8 @@ demo: $(STAMP)
 
 bench-deps: $(STAMP)
 	$(PY) -m pip install -q -c constraints-bench.txt -e ".[bench]"
-	$(PY) -m pip install -q --no-deps "k-diffusion==0.1.1.post1"
+	$(PY) -m pip install -q --no-deps "k-diffusion==0.1.1.post1" "deepinv>=0.5,<0.6"
+	$(PY) -m pip install -q --no-deps --target out/peer_site "torchvision==0.28.0"
 
 bench: bench-deps
 	OMP_NUM_THREADS=1 $(PY) -m genlab bench samplers --out experiments/results

@@ -1,0 +1,129 @@
+"""Diffusion Posterior Sampling (Chung, Kim, McCann, Klasky & Ye, ICLR'23), pixel and latent.
+
+Paper Algorithm 1 (Gaussian noise) and the authors' code (``guided_diffusion/condition_methods.py``,
+``PosteriorSampling``) in genlab's notation (x̂1 = Tweedie denoiser, ``a``/``s`` signal/noise coefficients)::
+
+    x̂1 = D(x_t)                                    # differentiable: one VJP through the network per step
+    x' = DDPM(x_t; x̂1, ε̂)                           # or any transition of genlab.inverse.methods.transitions
+    x_{t'} = x' − ζ_t ∇_{x_t} ‖y − A(x̂1)‖²,   ζ_t = ζ'/‖y − A(x̂1)‖   (= x' − 2ζ'∇‖y − A x̂1‖, the code's norm form)
+
+Variants (options):
+
+* ``faithful=False``: score mode (``reference/inverse.md`` §0) with the DPS likelihood approximation
+  ``p(y | x_t) ≈ N(y; A x̂1(x_t), σ²I)``: ``g = weight·∇_{x_t} log N(...)`` conditions (x̂1, ε̂), then any
+  transition runs. Needs σ > 0.
+* ``normalize=False``: a constant step ``ζ`` on the squared residual (the paper's Algorithm 1 with a fixed ζ_i;
+  PSLD's latent update).
+* ``apply="before"``: move ``x_t`` by the gradient step first, then take the transition with the pre-update x̂1
+  and the noise implied by the moved state (the PSLD/STSL placement; with ``normalize=False`` this is STSL with
+  η = 0 and K = 1).
+* Latent priors (PSLD without its gluing term, "latent DPS"): the residual is ``y − A(D(ẑ1))``, the gradient is
+  w.r.t. the latent state.
+
+Known behaviour (``reference/inverse.md`` §1.1, §5.4): the step is normalised by the residual so σ never enters
+it; samples are biased and under-dispersed (closer to MAP), and the step depends on the number of steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from genlab.inverse.methods.base import (
+    Guidance,
+    SolveContext,
+    check_choice,
+    check_positive,
+    condition_prediction,
+    per_sample_norm,
+)
+from genlab.inverse.problem import InverseProblem
+from genlab.samplers.base import Prediction
+
+__all__ = ["DPS"]
+
+
+class DPS(Guidance):
+    """Diffusion Posterior Sampling (Chung et al., ICLR'23, Alg. 1), faithful and score-mode variants.
+
+    Options (defaults):
+        zeta (0.25): ζ' of the paper (the code's ``scale`` is 2ζ'; configs: 0.5 → ζ' = 0.25 for inpainting,
+            0.3 → 0.15 for SR/deblur, 1.0 → 0.5 for phase retrieval). With ``normalize=False`` the constant step on
+            ‖r‖².
+        faithful (True): the paper's update after the transition; ``False``: score mode.
+        normalize (True): ζ_t = ζ'/‖r‖ (paper); ``False``: constant ζ.
+        apply ("after"): ``"after"`` the transition (paper) or ``"before"`` it (PSLD/STSL placement).
+        weight (1.0): score mode only, the multiplier of ``∇ log N(y; A x̂1, σ²I)``.
+        clip (None): ``(lo, hi)`` clamp of x̂1 (deepinv clips to [-1, 1]).
+    """
+
+    name: ClassVar[str] = "dps"
+    samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "euler")
+    default_sampler: ClassVar[str] = "ddpm"
+    default_steps: ClassVar[int] = 1000
+    spaces: ClassVar[tuple[str, ...]] = ("pixel", "latent")
+    needs_linear: ClassVar[bool] = False
+    uses_network_gradient: ClassVar[bool] = True
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "zeta": 0.25,
+        "faithful": True,
+        "normalize": True,
+        "apply": "after",
+        "weight": 1.0,
+        "clip": None,
+    }
+
+    def validate(self) -> None:
+        o = self.options
+        check_positive("zeta", o["zeta"], allow_zero=True)
+        check_positive("weight", o["weight"], allow_zero=True)
+        check_choice("apply", o["apply"], ("after", "before"))
+        for key in ("faithful", "normalize"):
+            if not isinstance(o[key], bool):
+                raise TypeError(f"{key} must be a bool, got {o[key]!r}")
+        if o["clip"] is not None and (len(o["clip"]) != 2 or not o["clip"][0] < o["clip"][1]):
+            raise ValueError(f"clip must be None or (lo, hi) with lo < hi, got {o['clip']!r}")
+        if not o["faithful"] and o["apply"] != "after":
+            raise ValueError("apply='before' is a faithful-mode option; score mode conditions the prediction")
+
+    def missing(self, problem: InverseProblem, prior: Any, sampler: str, eta: float | None) -> list[str]:
+        out = super().missing(problem, prior, sampler, eta)
+        if not self.options["faithful"] and problem.sigma == 0:
+            out.append("measurement noise sigma > 0 (score-mode DPS uses the likelihood N(y; A x̂1, σ²I)); use "
+                       "faithful=True for a noiseless problem")
+        return out
+
+    def step(self, x_t: Tensor, t: float | Tensor, t_next: float | Tensor, pred: Prediction,
+             ctx: SolveContext) -> Tensor:
+        o = self.options
+        x = pred.x_t  # the differentiable leaf
+        with torch.enable_grad():
+            x1 = pred("x1")
+            eps = pred("x0")
+            if o["clip"] is not None:
+                x1 = x1.clamp(*o["clip"])
+            r = ctx.problem.residual(self.decoded_prediction(x1, ctx))
+            rnorm = per_sample_norm(r)
+            if not o["faithful"]:
+                loss = rnorm.pow(2).sum() / (2 * ctx.problem.sigma**2)
+            elif o["normalize"]:
+                loss = rnorm.sum()
+            else:
+                loss = rnorm.pow(2).sum()
+            (grad,) = torch.autograd.grad(loss, x)
+        x1, eps = x1.detach(), eps.detach()
+        if not o["faithful"]:
+            g = -o["weight"] * grad
+            level = ctx.noise_level(t, x_t)
+            x1_y, eps_y = condition_prediction(x1, eps, g, level)
+            ctx.log(residual=rnorm.detach(), guidance_norm=per_sample_norm(g))
+            return ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1_y, eps_y, generator=ctx.generator)
+        step = (2 * o["zeta"] if o["normalize"] else o["zeta"]) * grad
+        ctx.log(residual=rnorm.detach(), guidance_norm=per_sample_norm(step))
+        if o["apply"] == "before":
+            moved = x_t - step
+            return ctx.transition.step(ctx.interpolant, moved, t, t_next, x1, None, generator=ctx.generator)
+        x_next = ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1, eps, generator=ctx.generator)
+        return x_next - step

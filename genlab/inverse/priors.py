@@ -1,0 +1,306 @@
+"""Priors for inverse problems: a diffusion/flow :class:`Field` on any Gaussian-source path, in pixel or latent space.
+
+A genlab path with a Gaussian source is ``x_t = α(t)·ε + β(t)·x1`` (genlab time: 0 = noise, 1 = data). In the
+notation of the inverse-problem papers (``reference/inverse.md`` §0, ``x_t = a·x0 + s·ε``) the *signal*
+coefficient is ``a = β(t)`` (``√ᾱ`` for VP) and the *noise* coefficient is ``s = α(t)`` (``√(1−ᾱ)`` for VP);
+the papers' x̂0 is genlab's x̂1 (the Tweedie denoiser E[x1 | x_t]) and their ε̂ is genlab's ``"x0"`` prediction.
+Every guidance method is written through these two coefficients, so the same code runs on VP, VE (a = 1) and
+rectified-flow / linear (a = t, s = 1 − t) priors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from genlab.analytic import GaussianMixture, exact_field
+from genlab.interpolants.interpolant import Interpolant
+from genlab.inverse.streams import SampleStreams, randn_like
+from genlab.models.field import Field
+from genlab.utils import append_dims, as_time
+
+__all__ = ["DiffusionPrior", "GMMDenoiser", "LatentPrior", "NoiseLevel"]
+
+
+@dataclass
+class NoiseLevel:
+    """Signal and noise coefficients of ``x_t = a·x1 + s·ε`` at a time, shape ``(B,)`` in the data dtype.
+
+    Attributes:
+        a: Signal coefficient (genlab β(t); √ᾱ for VP).
+        s: Noise coefficient (genlab α(t); √(1−ᾱ) for VP).
+    """
+
+    a: Tensor
+    s: Tensor
+
+    def view(self, ndim: int) -> tuple[Tensor, Tensor]:
+        """``(a, s)`` reshaped to broadcast against a tensor with ``ndim`` dimensions."""
+        return append_dims(self.a, ndim), append_dims(self.s, ndim)
+
+
+class DiffusionPrior:
+    """A pixel-space prior given by a :class:`~genlab.models.Field` on a Gaussian-source path.
+
+    The field may predict any kind its path converts (``x1``, ``noise``/``x0``, ``velocity``, ``score``); the
+    guidance methods read the Tweedie denoiser ``x̂1 = E[x1 | x_t]`` and the noise estimate ``ε̂`` from one network
+    evaluation through :class:`genlab.samplers.Prediction`, so VP, VE and rectified-flow priors are
+    interchangeable.
+
+    Args:
+        field: The prior's field (its interpolant must have a Gaussian source).
+        shape: Per-sample shape of the state (optional; taken from the problem when omitted).
+        name: Display name.
+    """
+
+    space: str = "pixel"
+
+    def __init__(self, field: Field, *, shape: Sequence[int] | None = None, name: str | None = None) -> None:
+        if not isinstance(field, Field):
+            raise TypeError(
+                f"field must be a genlab Field, got {type(field).__name__}; wrap the network with "
+                "genlab.models.Field(net, interpolant, kind)"
+            )
+        interp = field.interpolant
+        if not interp.gaussian_source:
+            raise ValueError(
+                f"a DiffusionPrior needs a path with a Gaussian source (x_t = α ε + β x1); {interp!r} has a data "
+                "source. Use VPDiffusion(), VEDiffusion(), RectifiedFlow() or StochasticInterpolant(gamma='zero')"
+            )
+        self.field = field
+        self.shape = None if shape is None else tuple(int(s) for s in shape)
+        self.name = name or f"{type(self).__name__}({interp.name}, {field.kind})"
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def interpolant(self) -> Interpolant:
+        """The prior's path."""
+        return self.field.interpolant
+
+    @property
+    def is_latent(self) -> bool:
+        """Whether the state lives in an autoencoder's latent space."""
+        return self.space == "latent"
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Parameters of the field's network (for hooks and device queries)."""
+        net = self.field.net
+        return list(net.parameters()) if isinstance(net, nn.Module) else []
+
+    def noise_level(self, t: Tensor | float, x: Tensor) -> NoiseLevel:
+        """``(a, s)`` at ``t`` for the batch ``x`` (float64 arithmetic, cast to ``x``'s dtype).
+
+        Args:
+            t: Time(s) in [0, 1].
+            x: Batch (size, device, dtype).
+
+        Returns:
+            :class:`NoiseLevel` with shape ``(B,)``.
+        """
+        c = self.interpolant.schedule.coeffs(as_time(t, x))
+        return NoiseLevel(a=c.beta.to(x.dtype), s=c.alpha.to(x.dtype))
+
+    def state_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
+        """Per-sample shape of the diffusion state for images of shape ``x_shape`` (identity in pixel space)."""
+        shape = tuple(int(s) for s in x_shape)
+        if self.shape is not None and self.shape != shape:
+            raise ValueError(f"the prior was built for per-sample shape {self.shape}; the problem has {shape}")
+        return shape
+
+    def initial_state(
+        self,
+        n: int,
+        state_shape: Sequence[int],
+        t: float,
+        *,
+        generator: torch.Generator | SampleStreams | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Tensor:
+        """The reverse process's starting point ``s(t)·ε`` (the signal term is dropped; it vanishes at t = 0 for
+        VP and rectified flow and is the usual VE initialisation ``σ_max·ε``).
+
+        Args:
+            n: Number of samples.
+            state_shape: Per-sample shape.
+            t: Start time.
+            generator: Per-sample streams, a generator (noise drawn per sample) or ``None``.
+            device: Device.
+            dtype: Dtype.
+
+        Returns:
+            ``(n, *state_shape)`` tensor.
+        """
+        eps = randn_like(torch.empty((n, *state_shape), device=device, dtype=dtype), generator)
+        _, s = self.noise_level(t, eps).view(eps.ndim)
+        return s * eps
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Map pixels to the state space (identity for a pixel prior)."""
+        return x
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Map a state to pixels (identity for a pixel prior)."""
+        return z
+
+    # ------------------------------------------------------------------ analytic priors for tests
+    @classmethod
+    def from_gmm(
+        cls,
+        gmm: GaussianMixture,
+        interpolant: Interpolant,
+        *,
+        implementation: str = "isotropic",
+    ) -> DiffusionPrior:
+        """The exact prior of a Gaussian-mixture data distribution (tests and benchmarks; no training).
+
+        Args:
+            gmm: Data distribution (vectors ``(d,)``).
+            interpolant: Gaussian-source path.
+            implementation: ``"isotropic"`` (:class:`GMMDenoiser`, closed form of ``reference/inverse.md`` §5.2,
+                needs isotropic components; fast in any dimension) or ``"analytic"``
+                (:func:`genlab.analytic.exact_field`, any covariances).
+
+        Returns:
+            A :class:`DiffusionPrior` whose field predicts ``x1`` exactly (differentiable to any order).
+        """
+        if implementation == "isotropic":
+            field = Field(GMMDenoiser(gmm, interpolant), interpolant, "x1")
+        elif implementation == "analytic":
+            field = exact_field(interpolant, "gaussian", gmm, kind="x1")
+        else:
+            raise ValueError(f"implementation must be 'isotropic' or 'analytic', got {implementation!r}")
+        return cls(field, shape=(gmm.dim,), name=f"GMMPrior(K={gmm.n_components}, d={gmm.dim}, {interpolant.name})")
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class LatentPrior(DiffusionPrior):
+    """A prior on an autoencoder's latents: ``x = D(z)`` with ``z`` drawn by a diffusion/flow :class:`Field`.
+
+    The autoencoder must expose differentiable ``encode(x)`` and ``decode(z)`` (e.g.
+    :class:`genlab.models.AutoEncoder`, or the exact linear rig :class:`genlab.models.LinearAutoEncoder`). Latents
+    are standardised as in latent diffusion (Rombach et al., CVPR'22, §4.3): the field sees
+    ``z = (E(x) − shift)/scale`` and pixels are ``D(scale·z + shift)``.
+
+    Args:
+        field: Field on the (standardised) latents, with a Gaussian source.
+        autoencoder: Module with ``encode``/``decode``.
+        scale: Latent scale factor (the std of the raw codes).
+        shift: Latent shift (the mean of the raw codes).
+        latent_shape: Per-sample latent shape (inferred by encoding zeros when omitted).
+        name: Display name.
+    """
+
+    space: str = "latent"
+
+    def __init__(
+        self,
+        field: Field,
+        autoencoder: Any,
+        *,
+        scale: float = 1.0,
+        shift: float = 0.0,
+        latent_shape: Sequence[int] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(field, shape=latent_shape, name=name)
+        for attr in ("encode", "decode"):
+            if not callable(getattr(autoencoder, attr, None)):
+                raise TypeError(
+                    f"autoencoder must have a differentiable {attr}() (e.g. genlab.models.AutoEncoder); "
+                    f"{type(autoencoder).__name__} has none"
+                )
+        if not (isinstance(scale, (int, float)) and scale > 0):
+            raise ValueError(f"scale must be a float > 0 (std of the raw latents), got {scale!r}")
+        self.autoencoder = autoencoder
+        self.scale = float(scale)
+        self.shift = float(shift)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Standardised latents ``(E(x) − shift)/scale``."""
+        return (self.autoencoder.encode(x) - self.shift) / self.scale
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Pixels ``D(scale·z + shift)`` (differentiable)."""
+        return self.autoencoder.decode(z * self.scale + self.shift)
+
+    def state_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
+        """Per-sample latent shape of images of shape ``x_shape``."""
+        probe = torch.zeros((1, *x_shape), dtype=torch.float32)
+        params = [p for p in (self.autoencoder.parameters() if isinstance(self.autoencoder, nn.Module) else [])]
+        bufs = list(self.autoencoder.buffers()) if isinstance(self.autoencoder, nn.Module) else []
+        ref = (params or bufs or [probe])[0]
+        dtype = ref.dtype if ref.is_floating_point() else torch.float32
+        with torch.no_grad():
+            shape = tuple(self.encode(probe.to(device=ref.device, dtype=dtype)).shape[1:])
+        if self.shape is not None and self.shape != shape:
+            raise ValueError(f"the latent prior was built for latent shape {self.shape}; encoding gives {shape}")
+        return shape
+
+
+class GMMDenoiser(nn.Module):
+    """Exact Tweedie denoiser ``E[x1 | x_t]`` of an isotropic Gaussian mixture on a Gaussian-source path.
+
+    For components ``N(μ_k, τ_k² I)`` and ``x_t = a·x1 + s·ε`` (``reference/inverse.md`` §5.2), with
+    ``c_k = a²τ_k² + s²``: responsibilities ``r_k ∝ w_k c_k^{−d/2} exp(−‖x − aμ_k‖²/2c_k)`` (log-sum-exp) and
+    ``x̂1 = Σ_k r_k [μ_k + (aτ_k²/c_k)(x − aμ_k)]``. Cost ``O(B·K·d)`` and differentiable to any order, where
+    :func:`genlab.analytic.exact_field` (any covariance) costs ``O(B·K·d³)``; tests check they agree.
+
+    Args:
+        gmm: The mixture; every component covariance must be a multiple of the identity.
+        interpolant: Gaussian-source path.
+    """
+
+    def __init__(self, gmm: GaussianMixture, interpolant: Interpolant) -> None:
+        super().__init__()
+        if not interpolant.gaussian_source:
+            raise ValueError("GMMDenoiser needs a Gaussian-source path")
+        d = gmm.dim
+        tau2 = torch.diagonal(gmm.covs, dim1=-2, dim2=-1).mean(-1)
+        iso = tau2[:, None, None] * torch.eye(d, dtype=gmm.covs.dtype, device=gmm.covs.device)
+        if not torch.allclose(gmm.covs, iso, atol=1e-10 * float(tau2.max()) + 1e-12):
+            raise ValueError(
+                "GMMDenoiser needs isotropic components (Σ_k = τ_k² I); use DiffusionPrior.from_gmm(..., "
+                "implementation='analytic') for general covariances"
+            )
+        self.interpolant = interpolant
+        self.register_buffer("means", gmm.means.double().clone())
+        self.register_buffer("tau2", tau2.double().clone())
+        self.register_buffer("log_weights", torch.log(gmm.weights.double()).clone())
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """``E[x1 | x_t]`` for ``x_t`` of shape ``(B, d)`` at genlab time(s) ``t``."""
+        c = self.interpolant.schedule.coeffs(as_time(t, x_t))
+        return self.tweedie(x_t, c.beta, c.alpha)
+
+    def tweedie(self, x_t: Tensor, a: Tensor | float, s: Tensor | float) -> Tensor:
+        """``E[x1 | a·x1 + s·ε = x_t]`` for given signal/noise coefficients (scalars or ``(B,)``).
+
+        With ``a = 1`` this is the variance-exploding denoiser ``D(x, σ = s)`` used by VE-convention peers.
+        """
+        if x_t.ndim != 2 or x_t.shape[1] != self.means.shape[1]:
+            raise ValueError(f"x_t must have shape (B, {self.means.shape[1]}), got {tuple(x_t.shape)}")
+        dt = self.means.dtype if x_t.device.type != "mps" else torch.float32
+        x = x_t.to(dt)
+        b = x.shape[0]
+        a = torch.as_tensor(a, dtype=dt, device=x.device).reshape(-1, 1).expand(b, 1)
+        s = torch.as_tensor(s, dtype=dt, device=x.device).reshape(-1, 1).expand(b, 1)
+        mu = self.means.to(device=x.device, dtype=dt)
+        tau2 = self.tau2.to(device=x.device, dtype=dt)[None]  # (1, K)
+        var = a**2 * tau2 + s**2  # (B, K)
+        d = x.shape[1]
+        # ‖x − aμ_k‖² by expansion (matrix products instead of a (B, K, d) difference; float64 keeps it exact
+        # to ~1e-12 at the scales of the tests and benchmarks)
+        sq = ((x**2).sum(1, keepdim=True) - 2 * a * (x @ mu.T) + a**2 * (mu**2).sum(1)[None]).clamp_min(0)
+        logits = self.log_weights.to(device=x.device, dtype=dt)[None] - 0.5 * sq / var - 0.5 * d * torch.log(var)
+        r = torch.softmax(logits, dim=1)  # (B, K)
+        gain = a * tau2 / var  # (B, K)
+        # Σ_k r_k [μ_k + g_k (x − aμ_k)] = (r(1 − a g)) μ + (Σ_k r_k g_k) x
+        out = (r * (1 - a * gain)) @ mu + (r * gain).sum(1, keepdim=True) * x
+        return out.to(x_t.dtype)
