@@ -6,6 +6,7 @@ Everything here is pure (no global state) and device-agnostic.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -93,9 +94,10 @@ def randn_per_sample(
 ) -> Tensor:
     """Standard normal noise drawn one sample at a time so results do not depend on the batch size.
 
-    With a generator, sample ``i`` is the ``i``-th draw of shape ``shape[1:]`` from that generator, so the first
-    ``k`` rows of a batch of ``n`` equal a batch of ``k`` drawn from the same seed. Without one, it is plain
-    ``torch.randn``.
+    With a generator, row ``i`` depends only on the generator state and ``i``, so the first ``k`` rows of a batch of
+    ``n`` equal a batch of ``k`` drawn from the same seed. On CPU this is a vectorised Box–Muller transform of
+    sequentially drawn uniforms (float64); on other devices, one ``randn`` call per row. Without a generator it is
+    plain ``torch.randn``.
 
     Args:
         shape: Full shape ``(B, ...)``.
@@ -110,8 +112,20 @@ def randn_per_sample(
     if generator is None:
         return torch.randn(shape, device=device, dtype=dtype)
     gen_device = generator.device
-    rows = [torch.randn(shape[1:], generator=generator, device=gen_device, dtype=dtype) for _ in range(shape[0])]
-    out = torch.stack(rows) if rows else torch.empty(shape, device=gen_device, dtype=dtype)
+    n, per = shape[0], math.prod(shape[1:])
+    if gen_device.type == "cpu":
+        # CPU uniforms are drawn sequentially (the first k·m numbers do not depend on how many are drawn), so one
+        # vectorised Box–Muller transform of 2·⌈m/2⌉ uniforms per row is batch-size invariant, unlike one randn call.
+        half = (per + 1) // 2
+        u = torch.rand((n, 2, half), generator=generator, dtype=torch.float64)
+        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, 0]))  # 1 − u ∈ (0, 1]
+        angle = (2.0 * math.pi) * u[:, 1]
+        z = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)[:, :per]
+        out = z.reshape(shape).to(dtype)
+    else:
+        # other devices: one draw per row (the device generator's element order may depend on the launch size)
+        rows = [torch.randn(shape[1:], generator=generator, device=gen_device, dtype=dtype) for _ in range(n)]
+        out = torch.stack(rows) if rows else torch.empty(shape, device=gen_device, dtype=dtype)
     return out.to(device=device if device is not None else gen_device)
 
 

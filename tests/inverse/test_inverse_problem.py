@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from genlab.utils import randn_per_sample
+
 from genlab.inverse import DenseOperator, Inpainting, InverseProblem, PhaseRetrieval
 
 
@@ -17,7 +19,7 @@ def test_simulate_matches_manual_measurement(gen: torch.Generator) -> None:
     x = torch.randn(4, 5, generator=gen, dtype=torch.float64)
     p = InverseProblem.simulate(op, x, 0.3, generator=torch.Generator().manual_seed(7))
     g = torch.Generator().manual_seed(7)
-    noise = torch.stack([torch.randn(3, generator=g, dtype=torch.float64) for _ in range(4)])
+    noise = randn_per_sample((4, 3), generator=g, dtype=torch.float64)
     torch.testing.assert_close(p.y, x @ op.matrix.T + 0.3 * noise)
     assert p.x_shape == (5,) and p.y_shape == (3,) and p.sigma == 0.3
 
