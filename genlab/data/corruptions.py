@@ -35,6 +35,13 @@ def _check_images(x: Tensor, name: str, fn: str) -> None:
         raise TypeError(f"{fn}: {name} must be floating point; got {x.dtype}")
 
 
+def _draw_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
+    """Device the random draws happen on: the generator's, else the requested one, else the CPU."""
+    if generator is not None:
+        return generator.device
+    return torch.device(device if device is not None else "cpu")
+
+
 def box_mask(
     n: int,
     height: int,
@@ -62,9 +69,7 @@ def box_mask(
     bh, bw = (box_size, box_size) if isinstance(box_size, int) else tuple(box_size)
     if not (1 <= bh <= height and 1 <= bw <= width):
         raise ValueError(f"box_mask: box_size {(bh, bw)} must be >= 1 and fit in the image {(height, width)}")
-    draw = (
-        generator.device if generator is not None else torch.device(device if device is not None else "cpu")
-    )
+    draw = _draw_device(generator, device)
     top = torch.randint(0, height - bh + 1, (n,), generator=generator, device=draw)
     left = torch.randint(0, width - bw + 1, (n,), generator=generator, device=draw)
     rows = torch.arange(height, device=draw).view(1, height, 1)
@@ -101,9 +106,7 @@ def pixel_mask(
     """
     if not 0.0 <= drop_prob <= 1.0:
         raise ValueError(f"pixel_mask: drop_prob must be in [0, 1]; got {drop_prob!r}")
-    draw = (
-        generator.device if generator is not None else torch.device(device if device is not None else "cpu")
-    )
+    draw = _draw_device(generator, device)
     u = torch.rand(n, 1, height, width, generator=generator, device=draw, dtype=torch.float64)
     return (u >= drop_prob).to(device=device if device is not None else draw, dtype=dtype)
 

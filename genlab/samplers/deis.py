@@ -29,6 +29,7 @@ VE"); genlab's :func:`~genlab.interpolants.VEDiffusion` has a geometric σ(t), o
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -39,7 +40,13 @@ from torch import Tensor
 from genlab.samplers.base import CountingField, Sampler, StepInfo
 from genlab.samplers.ode import ButcherTableau
 from genlab.samplers.registry import register_sampler
-from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
+from genlab.samplers.semilinear import (
+    SemilinearGrid,
+    check_lower_order_final,
+    multistep_orders,
+    semilinear_grid,
+    time_of_lam,
+)
 
 __all__ = [
     "DEISTAB",
@@ -152,18 +159,28 @@ class _EpsFormSampler(Sampler):
             out = out + c * e
         return out
 
-    def _run_multistep(
+
+class _EpsMultistepSampler(_EpsFormSampler):
+    """ε-form linear multistep samplers: subclasses supply the weights, the stepping loop is shared."""
+
+    @abstractmethod
+    def _step_coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
+        """Row i: the weights of ε̂_i, ε̂_{i−1}, … in step i (``tab`` as returned by :meth:`_table`)."""
+
+    def _sample(
         self,
         field: CountingField,
         x: Tensor,
         grid: Tensor,
-        tab: SemilinearGrid,
-        coefs: list[list[float]],
+        *,
         cond: Any | None,
+        generator: torch.Generator | None,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
-    ) -> Tensor:
+    ) -> tuple[Tensor, dict[str, Any]]:
         """``x_{i+1} = (β_{i+1}/β_i)x_i + Σ_j coefs[i][j]·ε̂_{i−j}`` with one evaluation per step."""
+        tab = self._table(field, grid)
+        coefs = self._step_coefficients(field.interpolant, tab)
         history: list[Tensor] = []
         depth = max(len(c) for c in coefs)
         for i, c in enumerate(coefs):
@@ -171,7 +188,7 @@ class _EpsFormSampler(Sampler):
             history = [eps, *history[: depth - 1]]
             x = self._update(x, float(tab.data[i + 1] / tab.data[i]), c, history[: len(c)])
             self._report(i, grid, x, callback, trajectory)
-        return x
+        return x, {}
 
 
 def _check_degree(order: Any, lo: int, hi: int, what: str) -> int:
@@ -182,7 +199,7 @@ def _check_degree(order: Any, lo: int, hi: int, what: str) -> int:
 
 # ---------------------------------------------------------------------------------------------- tAB / ρAB / iPNDM
 @register_sampler
-class DEISTAB(_EpsFormSampler):
+class DEISTAB(_EpsMultistepSampler):
     """tAB-DEIS(r) (Zhang & Chen ICLR'23; ``th_deis/multistep.py`` ``get_sampler_t_ab``).
 
     ``x_{i+1} = (β_{i+1}/β_i)x_i + Σ_{j=0}^{q} C_ij ε̂_{i−j}``, q = min(i, r) (warm-up with lower degree), with
@@ -218,9 +235,9 @@ class DEISTAB(_EpsFormSampler):
         """
         interp = getattr(field_or_interpolant, "interpolant", field_or_interpolant)
         tab = semilinear_grid(interp, grid)
-        return self._coefficients(interp, tab)
+        return self._step_coefficients(interp, tab)
 
-    def _coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
+    def _step_coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
         t = tab.t.numpy()
         rho = tab.rho.numpy()
         beta = tab.data.numpy()
@@ -242,24 +259,9 @@ class DEISTAB(_EpsFormSampler):
             out.append([float(v) for v in beta[i + 1] * (rho[i + 1] * l_end - start - integral)])
         return out
 
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        tab = self._table(field, grid)
-        coefs = self._coefficients(field.interpolant, tab)
-        return self._run_multistep(field, x, grid, tab, coefs, cond, callback, trajectory), {}
-
 
 @register_sampler
-class DEISRhoAB(_EpsFormSampler):
+class DEISRhoAB(_EpsMultistepSampler):
     """ρAB-DEIS(r) (Zhang & Chen ICLR'23; ``th_deis`` ``get_sampler_rho_ab``): Adams–Bashforth in ρ.
 
     ``x_{i+1} = (β_{i+1}/β_i)x_i + β_{i+1} Σ_j [∫_{ρ_i}^{ρ_{i+1}} ℓ_ij(ρ) dρ]·ε̂_{i−j}`` with the Lagrange basis on
@@ -274,7 +276,7 @@ class DEISRhoAB(_EpsFormSampler):
     def __init__(self, *, order: int = 3) -> None:
         self.order = _check_degree(order, 0, 3, "(polynomial degree r)")
 
-    def _coefficients(self, tab: SemilinearGrid) -> list[list[float]]:
+    def _step_coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
         rho = tab.rho.numpy()
         beta = tab.data.numpy()
         out = []
@@ -285,23 +287,9 @@ class DEISRhoAB(_EpsFormSampler):
             out.append([float(v) for v in beta[i + 1] * d * lagrange_integrals(nodes)])
         return out
 
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        tab = self._table(field, grid)
-        return self._run_multistep(field, x, grid, tab, self._coefficients(tab), cond, callback, trajectory), {}
-
 
 @register_sampler
-class IPNDM(_EpsFormSampler):
+class IPNDM(_EpsMultistepSampler):
     """iPNDM (introduced with DEIS, Zhang & Chen ICLR'23; ``th_deis`` ``get_sampler_ipndm``): fixed Adams–Bashforth weights.
 
     ``x_{i+1} = (β_{i+1}/β_i)x_i + β_{i+1}(ρ_{i+1} − ρ_i)·Σ_j b_j ε̂_{i−j}``, b = [1], [3/2, −1/2],
@@ -317,25 +305,14 @@ class IPNDM(_EpsFormSampler):
     def __init__(self, *, order: int = 4) -> None:
         self.order = _check_degree(order, 1, 4, "(number of nodes)")
 
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        tab = self._table(field, grid)
+    def _step_coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
         rho, beta = tab.rho, tab.data
         coefs = []
-        for i in range(grid.numel() - 1):
+        for i in range(tab.t.numel() - 1):
             b = IPNDM_COEFFICIENTS[min(i, self.order - 1)]
             scale = float(beta[i + 1] * (rho[i + 1] - rho[i]))
             coefs.append([scale * v for v in b])
-        return self._run_multistep(field, x, grid, tab, coefs, cond, callback, trajectory), {}
+        return coefs
 
 
 # ---------------------------------------------------------------------------------------------- log-ρ (diffusers)
@@ -354,7 +331,7 @@ def _exp_moments(y_end: float, degree: int) -> list[float]:
 
 
 @register_sampler
-class DEISLogRho(_EpsFormSampler):
+class DEISLogRho(_EpsMultistepSampler):
     """diffusers' ``DEISMultistepScheduler`` (``algorithm_type="deis"``, ``solver_type="logrho"``) as a genlab sampler.
 
     ``x_{i+1} = β_{i+1}[x_i/β_i + Σ_j c_j ε̂_{i−j}]`` with ``c_j = ∫_{ρ_i}^{ρ_{i+1}} ℓ_j(log ρ) dρ`` and ℓ_j the
@@ -375,22 +352,13 @@ class DEISLogRho(_EpsFormSampler):
 
     def __init__(self, *, order: int = 2, lower_order_final: bool | None = None) -> None:
         self.order = _check_degree(order, 1, 3, "(number of nodes, diffusers' solver_order)")
-        if lower_order_final is not None and not isinstance(lower_order_final, bool):
-            raise TypeError(f"lower_order_final must be None, True or False, got {lower_order_final!r}")
-        self.lower_order_final = lower_order_final
+        self.lower_order_final = check_lower_order_final(lower_order_final)
 
-    def _coefficients(self, tab: SemilinearGrid) -> list[list[float]]:
+    def _step_coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
         rho = [float(v) for v in tab.rho]
         beta = tab.data
-        n = len(rho) - 1
-        lof = (n < 15) if self.lower_order_final is None else self.lower_order_final
         out = []
-        for i in range(n):
-            k = min(self.order, i + 1)
-            if lof and i == n - 1:
-                k = 1
-            elif lof and i == n - 2:
-                k = min(k, 2)
+        for i, k in enumerate(multistep_orders(self.order, len(rho) - 1, self.lower_order_final)):
             y_nodes = [math.log(rho[i - j] / rho[i]) for j in range(k)]  # log ρ shifted by log ρ_i
             y_end = math.log(rho[i + 1] / rho[i]) if rho[i + 1] > 0 else -math.inf
             moments = _exp_moments(y_end, k - 1)
@@ -402,20 +370,6 @@ class DEISLogRho(_EpsFormSampler):
                 coefs.append(rho[i] * sum(a * moments[len(poly) - 1 - p] for p, a in enumerate(poly)))
             out.append([float(beta[i + 1]) * c for c in coefs])
         return out
-
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        tab = self._table(field, grid)
-        return self._run_multistep(field, x, grid, tab, self._coefficients(tab), cond, callback, trajectory), {}
 
 
 # ---------------------------------------------------------------------------------------------- ρRK

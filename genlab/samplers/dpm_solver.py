@@ -45,7 +45,13 @@ from torch import Tensor
 
 from genlab.samplers.base import CountingField, Sampler, StepInfo
 from genlab.samplers.registry import register_sampler
-from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
+from genlab.samplers.semilinear import (
+    SemilinearGrid,
+    check_lower_order_final,
+    multistep_orders,
+    semilinear_grid,
+    time_of_lam,
+)
 
 __all__ = [
     "DPMSolverPP1S",
@@ -173,25 +179,17 @@ class DPMSolverPPMultistep(_DataFormSampler):
             raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
         if solver_type not in _SOLVER_TYPES:
             raise ValueError(f"solver_type must be one of {_SOLVER_TYPES}, got {solver_type!r}")
-        if lower_order_final is not None and not isinstance(lower_order_final, bool):
-            raise TypeError(f"lower_order_final must be None, True or False, got {lower_order_final!r}")
         self.order = int(order)
         self.solver_type = solver_type
-        self.lower_order_final = lower_order_final
+        self.lower_order_final = check_lower_order_final(lower_order_final)
 
     def step_orders(self, tab: SemilinearGrid) -> list[int]:
         """Order actually used at each step of a grid (warm-up, ``lower_order_final``, infinite λ, step ratio)."""
         n = tab.t.numel() - 1
-        lof = (n < 15) if self.lower_order_final is None else self.lower_order_final
         lam = [float(v) for v in tab.lam]
         kappa = self.max_step_ratio
         orders = []
-        for i in range(n):
-            p = min(self.order, i + 1)
-            if lof and i == n - 1:
-                p = 1
-            elif lof and i == n - 2:
-                p = min(p, 2)
+        for i, p in enumerate(multistep_orders(self.order, n, self.lower_order_final)):
             if not math.isfinite(lam[i + 1] - lam[i]):
                 p = 1
             for k in range(1, p):

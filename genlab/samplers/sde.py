@@ -182,6 +182,13 @@ class _SDEBase(Sampler):
         tt = t.reshape(1).to(torch.float64 if t.device.type != "mps" else torch.float32)
         return diffusion_coefficient(spec, f.interpolant, tt)[0] * self.eps_scale
 
+    def _diffuse(self, x: Tensor, eps_t: Tensor, h: Tensor, noise: NoiseStream, *, last: bool) -> Tensor:
+        """``x + √(2ε|h|)·ξ``: the noise increment of a step (skipped where ε = 0, and on the last step unless
+        ``final_noise``)."""
+        if (last and not self.final_noise) or not float(eps_t) > 0:
+            return x
+        return x + torch.sqrt(2 * eps_t * h.abs()).to(x.dtype) * noise()
+
     @staticmethod
     def _drift(pred: Prediction, mode: str, forward: bool, eps_t: Tensor) -> Tensor:
         if mode == "raw":
@@ -231,8 +238,7 @@ class EulerMaruyama(_SDEBase):
             eps_t = self._eps(field, t)
             drift = self._drift(field.evaluate(x, t, cond), mode, forward, eps_t)
             x = x + h.to(x.dtype) * drift
-            if (i < n - 1 or self.final_noise) and float(eps_t) > 0:
-                x = x + torch.sqrt(2 * eps_t * h.abs()).to(x.dtype) * noise()
+            x = self._diffuse(x, eps_t, h, noise, last=i == n - 1)
             self._report(i, grid, x, callback, trajectory)
         return x, {}
 
@@ -286,8 +292,7 @@ class StochasticHeun(_SDEBase):
             t, t_next = grid[i], grid[i + 1]
             h = t_next - t
             eps_t = self._eps(field, t)
-            if (i < n - 1 or self.final_noise) and float(eps_t) > 0:
-                x = x + torch.sqrt(2 * eps_t * h.abs()).to(x.dtype) * noise()
+            x = self._diffuse(x, eps_t, h, noise, last=i == n - 1)
             t_k1 = t_next if self.variant == "interflow" else t
             eps_k1 = self._eps(field, t_k1)
             k1 = self._drift(field.evaluate(x, t_k1, cond), mode, forward, eps_k1)

@@ -1,5 +1,5 @@
-"""Shared pieces of the exponential-integrator samplers (DPM-Solver++, DEIS): the semilinear coefficients on a grid
-and the inverse of the half log-SNR λ(t).
+"""Shared pieces of the exponential-integrator samplers (DPM-Solver++, DEIS): the semilinear coefficients on a grid,
+the inverse of the half log-SNR λ(t) and diffusers' multistep order schedule.
 
 genlab writes a Gaussian-source path as ``x_t = α(t)·ε + β(t)·x1`` and a bridge as ``x_t = α x0 + β x1 + γ z``;
 :meth:`Interpolant.semilinear` returns them as ``noise`` (α, resp. γ), ``data`` (β), ``known`` (None, resp. α) and
@@ -17,7 +17,13 @@ from torch import Tensor
 
 from genlab.interpolants.interpolant import Interpolant
 
-__all__ = ["SemilinearGrid", "semilinear_grid", "time_of_lam"]
+__all__ = [
+    "SemilinearGrid",
+    "check_lower_order_final",
+    "multistep_orders",
+    "semilinear_grid",
+    "time_of_lam",
+]
 
 
 @dataclass
@@ -111,3 +117,47 @@ def time_of_lam(interpolant: Interpolant, lam: Tensor, t_a: Tensor, t_b: Tensor,
         a = torch.where(go_right, mid, a)
         b = torch.where(go_right, b, mid)
     return (0.5 * (a + b)).reshape(lam.shape)
+
+
+def check_lower_order_final(lower_order_final: bool | None) -> bool | None:
+    """Validate the ``lower_order_final`` option of the diffusers-style multistep samplers.
+
+    Args:
+        lower_order_final: ``None`` (lower only on short grids), ``True`` or ``False``.
+
+    Returns:
+        The value unchanged.
+
+    Raises:
+        TypeError: For anything but ``None`` or a bool.
+    """
+    if lower_order_final is not None and not isinstance(lower_order_final, bool):
+        raise TypeError(f"lower_order_final must be None, True or False, got {lower_order_final!r}")
+    return lower_order_final
+
+
+def multistep_orders(order: int, steps: int, lower_order_final: bool | None) -> list[int]:
+    """Order used at each step of a multistep sampler, as diffusers' multistep schedulers schedule it.
+
+    Warm-up: step i uses at most i + 1 nodes. With ``lower_order_final`` the last step is first order and the one
+    before at most second order; ``None`` turns that on only for grids of fewer than 15 steps (diffusers'
+    ``lower_order_final=True``).
+
+    Args:
+        order: Maximal number of nodes.
+        steps: Number of steps N of the grid.
+        lower_order_final: See above.
+
+    Returns:
+        One order per step.
+    """
+    lof = (steps < 15) if lower_order_final is None else lower_order_final
+    orders = []
+    for i in range(steps):
+        k = min(order, i + 1)
+        if lof and i == steps - 1:
+            k = 1
+        elif lof and i == steps - 2:
+            k = min(k, 2)
+        orders.append(k)
+    return orders

@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from genlab.training.ema import EMA
 from genlab.training.engines import Engine, get_engine
 from genlab.training.evaluation import sample_metrics, validation_loss
 from genlab.training.objective import Objective
-from genlab.training.sampling import draw_samples, reference_data, save_picture
+from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.tracking import Tracker, make_tracker
 from genlab.utils import atomic_write
 
@@ -332,26 +333,35 @@ class Trainer:
         self.ema.update(self.net)
         return float(out.loss.detach()), grad_norm
 
+    def _fork_rng(self) -> AbstractContextManager[None]:
+        """Fork the global CPU (and this run's CUDA) random state, so evaluation leaves training's untouched."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
+    def _draw(self, field_: torch.nn.Module, *, n: int, seed: int) -> Samples:
+        """``n`` samples of ``field_`` with the run's sampling settings (``config.sample``) on the run's device."""
+        scfg = self.config.sample
+        return draw_samples(
+            field_,
+            self.components,
+            sampler=scfg.sampler,
+            steps=scfg.steps,
+            n=n,
+            seed=seed,
+            grid=scfg.grid,
+            grid_options=scfg.grid_options,
+            options=scfg.options,
+            device=self.device,
+        )
+
     def evaluate_now(self) -> dict[str, float]:
         """Evaluate the EMA Field at the current step (rank 0; training random state untouched)."""
-        ecfg, scfg = self.config.eval, self.config.sample
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        ecfg = self.config.eval
+        with self._fork_rng():
             fld = self.ema_field()
             out: dict[str, float] = {}
             dist_metrics = [m for m in ecfg.metrics if m != "val_loss"]
             if dist_metrics:
-                smp = draw_samples(
-                    fld,
-                    self.components,
-                    sampler=scfg.sampler,
-                    steps=scfg.steps,
-                    n=ecfg.n,
-                    seed=ecfg.seed,
-                    grid=scfg.grid,
-                    grid_options=scfg.grid_options,
-                    options=scfg.options,
-                    device=self.device,
-                )
+                smp = self._draw(fld, n=ecfg.n, seed=ecfg.seed)
                 out.update(
                     sample_metrics(
                         smp,
@@ -376,19 +386,8 @@ class Trainer:
     def save_samples(self) -> Path | None:
         """Write ``samples/step_<step>.png`` from the EMA Field (rank 0; training random state untouched)."""
         scfg = self.config.sample
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            smp = draw_samples(
-                self.ema_field(),
-                self.components,
-                sampler=scfg.sampler,
-                steps=scfg.steps,
-                n=scfg.n,
-                seed=scfg.seed,
-                grid=scfg.grid,
-                grid_options=scfg.grid_options,
-                options=scfg.options,
-                device=self.device,
-            )
+        with self._fork_rng():
+            smp = self._draw(self.ema_field(), n=scfg.n, seed=scfg.seed)
             ref = reference_data(self.components.split.test, scfg.n)
             return save_picture(
                 smp.x.cpu(),

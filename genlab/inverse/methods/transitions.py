@@ -94,7 +94,7 @@ class DDIM(Transition):
 
     def omega(self, interpolant: Interpolant, t: float | Tensor, t_next: float | Tensor, x: Tensor) -> Tensor:
         if self.eta == 0:
-            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+            return super().omega(interpolant, t, t_next, x)
         return self.eta * interpolant.markov_omega(t, t_next, x)
 
     def step(
