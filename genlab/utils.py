@@ -20,8 +20,8 @@ __all__ = [
     "as_time",
     "atomic_write",
     "check_finite",
-    "randn_per_sample",
     "randn_like_per_sample",
+    "randn_per_sample",
     "schedule_dtype",
 ]
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from genlab.utils import atomic_write
 
-__all__ = ["require_matplotlib", "save_figure", "scatter_panels", "image_grid"]
+__all__ = ["image_grid", "require_matplotlib", "save_figure", "scatter_panels"]
 
 
 def require_matplotlib():

@@ -1,7 +1,13 @@
 """Analytic oracles: Gaussian mixtures, exact fields of every path, exact posteriors, Gaussian EOT plans."""
 
 from genlab.analytic.eot import GaussianEOTPlan, gaussian_eot_plan
-from genlab.analytic.fields import ConditionalGMM, ExactPosterior, PosteriorMeans, exact_field, posterior_means
+from genlab.analytic.fields import (
+    ConditionalGMM,
+    ExactPosterior,
+    PosteriorMeans,
+    exact_field,
+    posterior_means,
+)
 from genlab.analytic.gmm import GaussianMixture
 from genlab.analytic.posterior import gmm_posterior
 

@@ -17,7 +17,7 @@ from genlab.analytic.gmm import GaussianMixture
 __all__ = ["gmm_posterior"]
 
 
-def gmm_posterior(prior: GaussianMixture, A: Tensor, y: Tensor, sigma: float) -> GaussianMixture:  # noqa: N803
+def gmm_posterior(prior: GaussianMixture, A: Tensor, y: Tensor, sigma: float) -> GaussianMixture:
     """The posterior p(x | y) of a GMM prior for ``y = A x + σ n`` (float64).
 
     Args:
@@ -31,7 +31,7 @@ def gmm_posterior(prior: GaussianMixture, A: Tensor, y: Tensor, sigma: float) ->
     """
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0 for a Gaussian likelihood, got {sigma}")
-    A = torch.as_tensor(A, dtype=torch.float64, device=prior.means.device)  # noqa: N806
+    A = torch.as_tensor(A, dtype=torch.float64, device=prior.means.device)
     y = torch.as_tensor(y, dtype=torch.float64, device=prior.means.device).reshape(-1)
     if A.ndim != 2 or A.shape[1] != prior.dim:
         raise ValueError(f"A must have shape (m, {prior.dim}), got {tuple(A.shape)}")

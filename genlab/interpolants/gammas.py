@@ -16,14 +16,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "GAMMAS",
+    "BSquaredGamma",
+    "BrownianGamma",
     "Gamma",
     "GammaValues",
-    "ZeroGamma",
-    "BrownianGamma",
-    "BSquaredGamma",
     "SineSquaredGamma",
+    "ZeroGamma",
     "make_gamma",
-    "GAMMAS",
 ]
 
 

@@ -448,7 +448,7 @@ class Interpolant:
         dtype = x_t.dtype
         return [w[:, i].to(dtype) for i in range(k)], w_known.to(dtype)
 
-    def _memo(self, key: tuple, make):  # noqa: ANN001, ANN202 - tiny internal helper
+    def _memo(self, key: tuple, make):
         memo = self.__dict__.setdefault("_scalar_memo", {})
         if key not in memo:
             if len(memo) > 65536:

@@ -15,21 +15,21 @@ from genlab.interpolants.schedules import (
 )
 
 __all__ = [
-    "StochasticInterpolant",
-    "RectifiedFlow",
-    "AlphaBlending",
-    "VPDiffusion",
-    "VEDiffusion",
-    "DiffusionBridge",
-    "BrownianBridge",
-    "build_interpolant",
     "INTERPOLANTS",
+    "AlphaBlending",
+    "BrownianBridge",
+    "DiffusionBridge",
+    "RectifiedFlow",
+    "StochasticInterpolant",
+    "VEDiffusion",
+    "VPDiffusion",
+    "build_interpolant",
 ]
 
 _PATHS = {"linear": LinearSchedule, "trig": TrigSchedule}
 
 
-def StochasticInterpolant(  # noqa: N802 - a named constructor reads like a class
+def StochasticInterpolant(
     path: str = "linear",
     *,
     gamma: str | Gamma = "brownian",
@@ -65,7 +65,7 @@ def StochasticInterpolant(  # noqa: N802 - a named constructor reads like a clas
                        name=f"SI({path}, gamma={getattr(schedule.gamma_fn, 'name', gamma)}, {source})")
 
 
-def RectifiedFlow(*, source: str = "gaussian", conditional_source: bool = False) -> Interpolant:  # noqa: N802
+def RectifiedFlow(*, source: str = "gaussian", conditional_source: bool = False) -> Interpolant:
     """Rectified flow / conditional-OT flow matching: x_t = (1−t)x0 + t x1 (Liu et al. ICLR'23; Lipman et al. ICLR'23).
 
     Args:
@@ -79,7 +79,7 @@ def RectifiedFlow(*, source: str = "gaussian", conditional_source: bool = False)
                        name="RectifiedFlow")
 
 
-def AlphaBlending(*, source: str = "gaussian") -> Interpolant:  # noqa: N802
+def AlphaBlending(*, source: str = "gaussian") -> Interpolant:
     """IADB: x_α = (1−α)x0 + αx1 (Heitz, Belcour & Chambon, SIGGRAPH'23, eq. 1); D_θ ≈ E[x1 − x0 | x_α] is the
     ``velocity`` kind and the IADB loop (Alg. 4) is the implicit step with ω = 0.
 
@@ -92,7 +92,7 @@ def AlphaBlending(*, source: str = "gaussian") -> Interpolant:  # noqa: N802
     return Interpolant(LinearSchedule("zero"), source=source, name="AlphaBlending")
 
 
-def VPDiffusion(kind: str = "linear", *, beta_min: float = 0.1, beta_max: float = 20.0) -> Interpolant:  # noqa: N802
+def VPDiffusion(kind: str = "linear", *, beta_min: float = 0.1, beta_max: float = 20.0) -> Interpolant:
     """Variance-preserving diffusion as a one-sided interpolant (Song et al. ICLR'21; cosine: Nichol & Dhariwal '21).
 
     Args:
@@ -106,7 +106,7 @@ def VPDiffusion(kind: str = "linear", *, beta_min: float = 0.1, beta_max: float 
     return Interpolant(VPSchedule(kind, beta_min=beta_min, beta_max=beta_max), name=f"VPDiffusion({kind})")
 
 
-def VEDiffusion(*, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Interpolant:  # noqa: N802
+def VEDiffusion(*, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Interpolant:
     """Variance-exploding diffusion x_t = x1 + σ(t)·x0 (Song et al. ICLR'21; EDM defaults σ ∈ [0.002, 80]).
 
     Args:
@@ -119,7 +119,7 @@ def VEDiffusion(*, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Interpo
     return Interpolant(VESchedule(sigma_min=sigma_min, sigma_max=sigma_max), name="VEDiffusion")
 
 
-def DiffusionBridge(  # noqa: N802
+def DiffusionBridge(
     kind: str = "vp", *, beta_d: float = 2.0, beta_min: float = 0.1, sigma_max: float = 80.0
 ) -> Interpolant:
     """Denoising diffusion bridge from a known condition x0 to data x1 (DDBM, Zhou et al. ICLR'24).
@@ -137,7 +137,7 @@ def DiffusionBridge(  # noqa: N802
     return Interpolant(schedule, source="data", conditional_source=True, name=f"DiffusionBridge({kind})")
 
 
-def BrownianBridge(sigma: float = 1.0, *, conditional_source: bool = False) -> Interpolant:  # noqa: N802
+def BrownianBridge(sigma: float = 1.0, *, conditional_source: bool = False) -> Interpolant:
     """Brownian bridge x_t = (1−t)x0 + t x1 + σ√(t(1−t))z: the reference process of Schrödinger bridges
     (SB-CFM, Tong et al. 2023; DSBM, Shi et al. 2023; Light SB, Korotin et al. 2024). Pair it with an SB coupling.
 

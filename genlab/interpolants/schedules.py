@@ -26,16 +26,16 @@ from torch import Tensor
 from genlab.interpolants.gammas import Gamma, ZeroGamma, make_gamma
 
 __all__ = [
-    "Coeffs",
-    "Schedule",
-    "LinearSchedule",
-    "TrigSchedule",
-    "EncoderDecoderSchedule",
-    "LinearVPSchedule",
-    "VPSchedule",
-    "VESchedule",
-    "DDBMSchedule",
     "SCHEDULES",
+    "Coeffs",
+    "DDBMSchedule",
+    "EncoderDecoderSchedule",
+    "LinearSchedule",
+    "LinearVPSchedule",
+    "Schedule",
+    "TrigSchedule",
+    "VESchedule",
+    "VPSchedule",
     "make_schedule",
 ]
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from genlab.models.field import Field
-from genlab.samplers.base import SampleResult, Sampler, StepInfo
+from genlab.samplers.base import Sampler, SampleResult, StepInfo
 from genlab.samplers.grids import make_grid
 from genlab.samplers.registry import get_sampler
 from genlab.utils import randn_per_sample

@@ -133,7 +133,7 @@ def log_snr(steps: int, interpolant: Interpolant, *, t_start: float | None = Non
     Returns:
         ``(N+1,)`` float64 times.
     """
-    fn = lambda t: _lam(interpolant, t)  # noqa: E731
+    fn = lambda t: _lam(interpolant, t)
     ts, te = _auto_range(interpolant, t_start, t_end, fn)
     lam0, lam1 = (float(fn(torch.tensor([v], dtype=_F64))) for v in (ts, te))
     lams = torch.linspace(lam0, lam1, _steps(steps) + 1, dtype=_F64)
@@ -165,7 +165,7 @@ def karras(steps: int, interpolant: Interpolant, *, rho: float = 7.0, t_start: f
     """
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
-    fn = lambda t: _lam(interpolant, t)  # noqa: E731
+    fn = lambda t: _lam(interpolant, t)
     ts, te = _auto_range(interpolant, t_start, t_end, fn)
     s_max, s_min = (math.exp(-float(fn(torch.tensor([v], dtype=_F64)))) for v in (ts, te))
     r = torch.linspace(0, 1, _steps(steps) + 1, dtype=_F64)

@@ -18,7 +18,7 @@ from torch import Tensor
 from genlab.samplers.base import CountingField, Sampler, StepInfo
 from genlab.samplers.registry import register_sampler
 
-__all__ = ["ButcherTableau", "Euler", "Heun", "Midpoint", "RK4", "RungeKutta"]
+__all__ = ["RK4", "ButcherTableau", "Euler", "Heun", "Midpoint", "RungeKutta"]
 
 
 class ButcherTableau:
