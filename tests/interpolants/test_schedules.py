@@ -231,7 +231,10 @@ def test_markov_omega_only_where_known() -> None:
     s, t = torch.tensor([0.2]), torch.tensor([0.4])
     assert LinearSchedule("bsquared").markov_omega(s.double(), t.double()) is None
     assert VPSchedule().markov_omega(s.double(), t.double()) is None
-    assert LinearSchedule("brownian").markov_omega(s.double(), t.double()) is not None
+    # Brownian bridge posterior std: sqrt(a (t - s)(1 - t)/(1 - s)) for a = 1 (≈ sqrt(0.2 * 0.6 / 0.8))
+    sd, td = s.double(), t.double()
+    omega = LinearSchedule("brownian").markov_omega(sd, td)
+    torch.testing.assert_close(omega, ((td - sd) * (1 - td) / (1 - sd)).sqrt(), rtol=1e-12, atol=1e-14)
 
 
 def test_factories_and_bad_input() -> None:
