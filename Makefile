@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.genlab-installed
 
-.PHONY: venv test test-fast demo bench bench-deps clean
+.PHONY: venv test test-slow test-fast demo bench bench-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# CI runs `make test`: everything but the checks marked `slow` (every method keeps a fast analytic test here).
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" --durations=15
+
+# The long checks (convergence orders at many step counts, long training runs): run by hand, not by CI.
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -m slow --durations=15
 
 test-fast: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -x -p no:cacheprovider -m "not slow"
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m genlab demo --out out/demo
