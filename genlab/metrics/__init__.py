@@ -1,4 +1,5 @@
-"""Metrics: distances between sample sets and Gaussians, and per-image quality (PSNR, SSIM)."""
+"""Metrics: distances between sample sets and Gaussians, support metrics (precision/recall, density/coverage,
+C2ST), uncertainty (repeated-draw estimates, data floors, verdicts) and per-image quality (PSNR, SSIM)."""
 
 from genlab.metrics.digits import (
     DigitsClassifier,
@@ -22,17 +23,37 @@ from genlab.metrics.distances import (
 )
 from genlab.metrics.image import psnr, ssim
 from genlab.metrics.likelihood import bits_per_dim, nll, nll_to_bits_per_dim
+from genlab.metrics.twosample import (
+    C2STResult,
+    DensityCoverage,
+    PrecisionRecall,
+    classifier_two_sample_test,
+    density_coverage,
+    precision_recall,
+    wilson_interval,
+)
+from genlab.metrics.uncertainty import Estimate, Verdict, compare, data_floor, estimate, student_t_quantile
 
 __all__ = [
+    "C2STResult",
+    "DensityCoverage",
     "DigitsClassifier",
     "DigitsFD",
+    "Estimate",
     "GaussianMoments",
+    "PrecisionRecall",
+    "Verdict",
     "bits_per_dim",
     "classifier_accuracy",
+    "classifier_two_sample_test",
+    "compare",
+    "data_floor",
+    "density_coverage",
     "digits_classifier_metadata",
     "digits_fd",
     "digits_features",
     "energy_distance",
+    "estimate",
     "frechet_distance",
     "gaussian_moments",
     "gaussian_w2",
@@ -41,8 +62,11 @@ __all__ = [
     "mmd2",
     "nll",
     "nll_to_bits_per_dim",
+    "precision_recall",
     "psnr",
     "sliced_wasserstein",
     "sqrtm_psd",
     "ssim",
+    "student_t_quantile",
+    "wilson_interval",
 ]
