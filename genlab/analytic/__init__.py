@@ -1,5 +1,6 @@
 """Analytic oracles: Gaussian mixtures, exact fields of every path, exact posteriors, Gaussian EOT plans."""
 
+from genlab.analytic.denoiser import GMMDenoiser
 from genlab.analytic.eot import GaussianEOTPlan, gaussian_eot_plan
 from genlab.analytic.fields import (
     ConditionalGMM,
@@ -14,6 +15,7 @@ from genlab.analytic.posterior import gmm_posterior
 __all__ = [
     "ConditionalGMM",
     "ExactPosterior",
+    "GMMDenoiser",
     "GaussianEOTPlan",
     "GaussianMixture",
     "PosteriorMeans",

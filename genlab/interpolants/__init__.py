@@ -1,4 +1,8 @@
-"""Interpolants and bridges: schedules, the Interpolant contract, named constructors, multimarginal paths."""
+"""Interpolants and bridges: schedules, the Interpolant contract, named constructors, simplex and multimarginal paths.
+
+The bottom layer: nothing here imports the rest of genlab except ``genlab.utils``. The network wrapper of a
+multimarginal model (``PathConditionedNet``) and its field (``MultimarginalField``) live in ``genlab.models``.
+"""
 
 from genlab.interpolants.discrete import DiscreteVPSchedule
 from genlab.interpolants.gammas import (
@@ -11,19 +15,16 @@ from genlab.interpolants.gammas import (
     ZeroGamma,
     make_gamma,
 )
-from genlab.interpolants.interpolant import KINDS, Interpolant, PathSample, Semilinear
-from genlab.interpolants.multimarginal import (
-    EdgePath,
-    GammaPath,
-    Multimarginal,
-    MultimarginalSample,
-    PathConditionedNet,
-    PolylinePath,
-    RestrictedMultimarginal,
-    SimplexPath,
-    SimplexSchedule,
-    check_simplex,
+from genlab.interpolants.interpolant import (
+    CAPABILITIES,
+    DRIFT_SIGNS,
+    KINDS,
+    MULTI_HEAD_KINDS,
+    Interpolant,
+    PathSample,
+    Semilinear,
 )
+from genlab.interpolants.multimarginal import Multimarginal, MultimarginalSample, RestrictedMultimarginal
 from genlab.interpolants.presets import (
     INTERPOLANTS,
     AlphaBlending,
@@ -48,11 +49,22 @@ from genlab.interpolants.schedules import (
     VPSchedule,
     make_schedule,
 )
+from genlab.interpolants.simplex import (
+    EdgePath,
+    GammaPath,
+    PolylinePath,
+    SimplexPath,
+    SimplexSchedule,
+    check_simplex,
+)
 
 __all__ = [
+    "CAPABILITIES",
+    "DRIFT_SIGNS",
     "GAMMAS",
     "INTERPOLANTS",
     "KINDS",
+    "MULTI_HEAD_KINDS",
     "SCHEDULES",
     "AlphaBlending",
     "BSquaredGamma",
@@ -72,7 +84,6 @@ __all__ = [
     "LinearVPSchedule",
     "Multimarginal",
     "MultimarginalSample",
-    "PathConditionedNet",
     "PathSample",
     "PolylinePath",
     "RectifiedFlow",

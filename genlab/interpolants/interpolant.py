@@ -21,7 +21,13 @@ Prediction kinds (one vocabulary everywhere):
 * ``"x0"``: source prediction; for a Gaussian source this is ε;
 * ``"noise"``: E[z | x_t] for two-sided paths; for a Gaussian source, E[x0 | x_t] (the ε of diffusion models);
 * ``"score"``: ∇ log ρ_t;
-* ``"drift_fwd"`` / ``"drift_bwd"``: b ± ε s of the forward/backward SDE (need ``eps``).
+* ``"drift_fwd"`` / ``"drift_bwd"``: b ± ε s of the forward/backward SDE (need ``eps``);
+* ``"g"``: the K + 1 stacked heads g_k = E[x_k | x] of a multimarginal model (only on
+  :class:`~genlab.interpolants.RestrictedMultimarginal`, which converts them to every other kind).
+
+:data:`KINDS` is the vocabulary; :meth:`Interpolant.kinds` is the one authority on which of them a path supports
+(conversions, :class:`~genlab.models.Field` and the sampler capability checks all ask it). Other conventions
+(diffusers' ``v_prediction``, k-diffusion's σ) are mapped to these kinds at the boundary, in the adapters.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from torch import Tensor
 from genlab.interpolants.schedules import Coeffs, Schedule
 from genlab.utils import append_dims, as_time, randn_like_per_sample, schedule_dtype
 
-__all__ = ["KINDS", "Interpolant", "PathSample", "Semilinear"]
+__all__ = ["CAPABILITIES", "DRIFT_SIGNS", "KINDS", "MULTI_HEAD_KINDS", "Interpolant", "PathSample", "Semilinear"]
 
 def _scalar(v: object) -> float | None:
     """``v`` as a python float when it is a number or a one-element tensor, else ``None``."""
@@ -53,8 +59,28 @@ def _check_unit(t: float) -> None:
         raise ValueError(f"t must lie in [0, 1] (genlab time); got {t:.6g}")
 
 
-#: Every prediction kind genlab understands.
-KINDS: tuple[str, ...] = ("velocity", "x1", "x0", "noise", "score", "drift_fwd", "drift_bwd")
+#: The prediction-kind vocabulary: every kind genlab understands (which a path supports: :meth:`Interpolant.kinds`).
+KINDS: tuple[str, ...] = ("velocity", "x1", "x0", "noise", "score", "drift_fwd", "drift_bwd", "g")
+
+#: The SDE-drift kinds and their sign: drift_fwd = b + ε s, drift_bwd = b − ε s (Albergo et al. 2023, §2.3, eq. 2.33).
+DRIFT_SIGNS: dict[str, float] = {"drift_fwd": 1.0, "drift_bwd": -1.0}
+
+#: Multi-head kinds: one field of such a kind determines every slot of its path (the multimarginal heads g_k).
+MULTI_HEAD_KINDS: tuple[str, ...] = ("g",)
+
+#: Structures a path offers to a field (what samplers require; see :meth:`Interpolant.capabilities`).
+CAPABILITIES: dict[str, str] = {
+    "velocity": "a PF-ODE velocity (every path with a determined conversion to 'velocity')",
+    "drift": "a field that predicts an SDE drift (drift_fwd / drift_bwd) itself",
+    "score": "a score, i.e. a path with Gaussian noise (Gaussian source or gamma > 0)",
+    "implicit": "re-noising with predicted ends (Interpolant.implicit_step)",
+    "markov": "a Markovian (eta > 0) implicit step (Gaussian source, DDBM bridge or Brownian bridge)",
+    "semilinear": "exponential-integrator structure (Gaussian source, or a bridge with known x0)",
+    "gaussian_source": "a Gaussian source x0 ~ N(0, I) (diffusion / flow matching from noise)",
+    "bridge": "a bridge path whose field is conditioned on a known x0 (DDBM/DBIM)",
+}
+#: Capabilities that need the path's (α, β, γ) coefficients (dropped where the schedule does not describe the path).
+_COEFFICIENT_CAPABILITIES = frozenset({"implicit", "markov", "semilinear"})
 
 
 @dataclass
@@ -158,10 +184,85 @@ class Interpolant:
         return tuple(out)
 
     def kinds(self) -> tuple[str, ...]:
-        """Prediction kinds this path supports."""
+        """Prediction kinds this path supports: the one authority (conversions, ``Field`` and samplers ask it).
+
+        Every kind of the vocabulary :data:`KINDS` except the multi-head ``"g"`` on a path with Gaussian noise;
+        ``velocity``, ``x1``, ``x0`` on a noise-free path. Subclasses with other fields (multimarginal heads)
+        extend it.
+        """
         if self.has_noise:
-            return KINDS
+            return tuple(k for k in KINDS if k not in MULTI_HEAD_KINDS)
         return ("velocity", "x1", "x0")
+
+    def field_kinds(self) -> tuple[str, ...]:
+        """Kinds a :class:`~genlab.models.Field` on this path may predict (all of :meth:`kinds` by default)."""
+        return self.kinds()
+
+    def prediction_shape(self, kind: str, x_t: Tensor) -> torch.Size:
+        """Shape of a prediction of ``kind`` at ``x_t``: ``x_t.shape`` (multi-head kinds extend it in subclasses)."""
+        return x_t.shape
+
+    def check_kind(self, kind: object, *, name: str = "kind") -> str:
+        """Return ``kind`` if this path supports it, else raise naming the vocabulary and :meth:`kinds`.
+
+        Args:
+            kind: A prediction kind.
+            name: Argument name for the message.
+
+        Returns:
+            ``kind``.
+
+        Raises:
+            ValueError: ``kind`` is outside the vocabulary (``unknown prediction kind``) or undefined on this path.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown prediction kind {kind!r} ({name}); choose one of {self.kinds()} on {self!r}")
+        if kind not in self.kinds():
+            raise ValueError(f"kind {kind!r} ({name}) is undefined on {self!r}; this path supports {self.kinds()}")
+        return str(kind)
+
+    def capabilities(self, field_kind: str | None = None) -> frozenset[str] | None:
+        """Sampler structures (keys of :data:`CAPABILITIES`) a field of ``field_kind`` offers on this path.
+
+        ``velocity`` when one field determines the drift (a velocity field needs no conversion even on a two-sided
+        path); ``score`` and ``implicit`` where the path has Gaussian noise and one field determines every slot;
+        ``implicit`` on a noise-free path; ``gaussian_source`` and ``markov`` for a Gaussian source; ``bridge`` for
+        a known source; ``semilinear`` for a Gaussian or known source with noise; ``markov`` where the schedule has
+        a closed-form Markov step; ``drift`` for a drift field. A multi-head field (``"g"``) determines every slot.
+        Where the schedule does not describe the path (a multimarginal path off the {0, i, j} face), the
+        coefficient-based structures (implicit, markov, semilinear) are dropped.
+
+        Args:
+            field_kind: Kind of the field that will be sampled (``None``: any single field).
+
+        Returns:
+            A frozenset of capability names, or ``None`` when no field of ``field_kind`` lives on this path (a kind
+            it converts to but that is not one of :meth:`field_kinds`).
+        """
+        if field_kind is not None:
+            self.check_kind(field_kind, name="field_kind")
+            if field_kind not in self.field_kinds():
+                return None
+        caps: set[str] = set()
+        single_ok = len(self.unknowns) <= 2 or field_kind in MULTI_HEAD_KINDS  # one field determines every kind
+        if single_ok or field_kind == "velocity":
+            caps.add("velocity")
+        if field_kind in DRIFT_SIGNS:
+            caps.add("drift")
+        if single_ok:
+            caps |= {"score", "implicit"} if self.has_noise else {"implicit"}
+        if self.gaussian_source:
+            caps |= {"gaussian_source", "markov"}
+        if self.conditional_source:
+            caps.add("bridge")
+        if self.has_noise and (self.gaussian_source or self.conditional_source):
+            caps.add("semilinear")
+        if not self.schedule.describes_path:
+            return frozenset(caps - _COEFFICIENT_CAPABILITIES)
+        if self.schedule.markov_omega(torch.tensor([0.25], dtype=torch.float64),
+                                      torch.tensor([0.5], dtype=torch.float64)) is not None:
+            caps.add("markov")
+        return frozenset(caps)
 
     def __repr__(self) -> str:
         return (f"Interpolant({self.schedule!r}, source={self.source!r}, "
@@ -178,6 +279,7 @@ class Interpolant:
         Returns:
             :class:`Coeffs` of shape ``(B,)``.
         """
+        self.schedule.require_coefficients("coeffs")
         return self.schedule.coeffs(as_time(t, x))
 
     def _noise(self, c: Coeffs) -> tuple[Tensor, Tensor]:
@@ -200,7 +302,7 @@ class Interpolant:
                     raise ValueError(f"kind {kind!r} needs eps (the diffusion coefficient ε(t) of the SDE)")
                 if not self.has_noise:
                     raise ValueError(f"kind {kind!r} needs a score, but this path has no Gaussian noise")
-                sc = sc + (eps if kind == "drift_fwd" else -eps)
+                sc = sc + DRIFT_SIGNS[kind] * eps  # b ± ε s as a row on the unknowns (see sde_drift)
         elif kind == "x1":
             x0c, x1c, sc = zero, one, zero
         elif kind == "x0":
@@ -213,7 +315,7 @@ class Interpolant:
                 )
             x0c, x1c, sc = (zero, zero, -n) if kind == "noise" else (zero, zero, one)
         else:
-            raise ValueError(f"unknown prediction kind {kind!r}; choose one of {KINDS}")
+            raise ValueError(f"unknown prediction kind {kind!r}; choose one of {self.kinds()}")
         row = []
         if "x0" in self.unknowns:
             row.append(x0c)
@@ -263,6 +365,7 @@ class Interpolant:
         Returns:
             A :class:`PathSample`.
         """
+        self.schedule.require_coefficients("sample")
         if x0 is None:
             if not self.gaussian_source:
                 raise ValueError("x0 is required for a path with a data source (source='data')")
@@ -339,10 +442,7 @@ class Interpolant:
         if len(preds) != len(kinds):
             raise ValueError(f"got {len(preds)} predictions for {len(kinds)} kinds {kinds}")
         for k in (*kinds, to_kind):
-            if k not in KINDS:
-                raise ValueError(f"unknown prediction kind {k!r}; choose one of {KINDS}")
-            if k not in self.kinds():
-                raise ValueError(f"kind {k!r} is undefined on {self!r}; this path supports {self.kinds()}")
+            self.check_kind(k)
         for p in preds:
             if p.shape != x_t.shape:
                 raise ValueError(f"prediction shape {tuple(p.shape)} differs from x_t shape {tuple(x_t.shape)}")
@@ -383,6 +483,44 @@ class Interpolant:
             out = out + append_dims(w_known, nd) * x0
         return out
 
+    def sde_drift(
+        self,
+        velocity: Tensor,
+        score: Tensor | None,
+        eps: Tensor | float,
+        *,
+        forward: bool = True,
+    ) -> Tensor:
+        """Drift of the forward or backward SDE, ``b_± = b ± ε·s`` (Albergo et al. 2023, §2.3; ref. §1.4).
+
+        The one place genlab re-weights a velocity and a score into an SDE drift (fields, SDE samplers and the
+        multimarginal conversions call it). The score is read only where ε ≠ 0 and may be ``None`` when ε ≡ 0.
+
+        Args:
+            velocity: PF-ODE drift b, shape ``(B, ...)``.
+            score: ∇ log ρ_t, same shape (``None`` allowed when ε ≡ 0).
+            eps: Diffusion coefficient ε(t) ≥ 0: a float, a one-element tensor or a ``(B,)`` tensor.
+            forward: ``True`` for the forward SDE (b + εs, generation), ``False`` for the backward one (b − εs).
+
+        Returns:
+            The drift, shape and dtype of ``velocity``.
+
+        Raises:
+            ValueError: ``eps`` of a wrong shape, or ``score=None`` with ε ≠ 0.
+        """
+        e = torch.as_tensor(eps, dtype=velocity.dtype, device=velocity.device)
+        if e.numel() == 1:
+            e = e.reshape(())
+        elif e.ndim == 1 and velocity.ndim >= 1 and e.shape[0] == velocity.shape[0]:
+            e = append_dims(e, velocity.ndim)
+        else:
+            raise ValueError(f"eps must be a float or a ({velocity.shape[0]},) tensor; got shape {tuple(e.shape)}")
+        if score is None:
+            if bool((e != 0).any()):
+                raise ValueError("score=None is only allowed where eps = 0 (the drift b ± eps*s needs the score)")
+            return velocity
+        return velocity + e * score if forward else velocity - e * score
+
     def conversion_weights(
         self,
         from_kinds: tuple[str, ...],
@@ -404,6 +542,7 @@ class Interpolant:
         Returns:
             (``[w_pred_1, ..., w_pred_k, w_x]``, ``w_known``).
         """
+        self.schedule.require_coefficients("conversion between ordinary kinds")
         unknowns = self.unknowns
         if len(from_kinds) + 1 != len(unknowns):
             need = len(unknowns) - 1
@@ -547,6 +686,7 @@ class Interpolant:
         Returns:
             The state at ``t``.
         """
+        self.schedule.require_coefficients("implicit_step")
         s_scalar, t_scalar, omega_scalar = _scalar(s), _scalar(t), _scalar(omega)
         if s_scalar is not None and t_scalar is not None and omega_scalar is not None:
             return self._implicit_step_scalar(x_s, s_scalar, t_scalar, x0_hat, x1_hat, omega_scalar, xi)
@@ -617,6 +757,7 @@ class Interpolant:
         Returns:
             ω with shape ``(B,)``.
         """
+        self.schedule.require_coefficients("markov_omega")
         ss, tt = as_time(s, x), as_time(t, x)
         omega = self.schedule.markov_omega(ss, tt)
         if omega is None:
@@ -646,6 +787,7 @@ class Interpolant:
         Raises:
             ValueError: for paths without that structure (two-sided paths with an unknown source, or no noise).
         """
+        self.schedule.require_coefficients("semilinear")
         if not self.has_noise:
             raise ValueError("semilinear structure needs Gaussian noise; this path has none (use an ODE sampler)")
         if self.source == "data" and not self.conditional_source:
@@ -657,6 +799,83 @@ class Interpolant:
         if self.gaussian_source:
             return Semilinear(noise=c.alpha, data=c.beta, known=None, lam=torch.log(c.beta / c.alpha))
         return Semilinear(noise=c.gamma, data=c.beta, known=c.alpha, lam=torch.log(c.beta / c.gamma))
+
+    def lam(self, t: Tensor | float) -> Tensor:
+        """The half log-SNR λ(t) = log(data/noise) of the semilinear structure (:meth:`semilinear`).
+
+        λ = log(β/α) on a Gaussian-source path and log(β/γ) on a bridge with known source (DPM-Solver's λ = log(α/σ)
+        in its notation, Lu et al. 2022, eq. 3.1); ``−inf`` where the data coefficient vanishes, ``+inf`` where the
+        noise does. Monotone in t on every genlab path with that structure.
+
+        Args:
+            t: Time(s), a float or a tensor of any shape, in [0, 1].
+
+        Returns:
+            λ in float64 (where the device has it), shape of ``t``, on ``t``'s device (CPU for a float).
+        """
+        dev = t.device if isinstance(t, Tensor) else None
+        tt = torch.as_tensor(t, dtype=schedule_dtype(dev), device=dev)
+        flat = tt.reshape(-1)
+        return self.semilinear(flat, flat).lam.to(flat.dtype).reshape(tt.shape)
+
+    def time_at_lam(
+        self,
+        lam: Tensor | float,
+        *,
+        t_lo: Tensor | float = 0.0,
+        t_hi: Tensor | float = 1.0,
+        iters: int = 80,
+    ) -> Tensor:
+        """The time t in [t_lo, t_hi] at which :meth:`lam` equals ``lam`` (the one inverse of λ(t) in genlab).
+
+        Uses the schedule's closed-form ``snr_inverse(2λ)`` on a Gaussian-source path when it has one and the
+        result reproduces λ to float64 precision (1e-14 relative, or exactly for infinite targets); otherwise (or
+        for the entries where the closed form loses digits, as the cosine-VP one does near t = 0) a float64
+        bisection on the monotone λ(t). Targets outside [λ(t_lo), λ(t_hi)]
+        go to the nearer end of the bracket (``+inf`` gives the end where the noise vanishes).
+
+        Args:
+            lam: Target λ values (float or tensor of any shape).
+            t_lo: One end of the search bracket (float, or a tensor broadcastable to ``lam``: per-target brackets).
+            t_hi: The other end (either orientation; λ(t_lo) may exceed λ(t_hi)).
+            iters: Bisection halvings (80 reaches float64 resolution on [0, 1]).
+
+        Returns:
+            Times (float64 where the device has it) of ``lam``'s shape, on ``lam``'s device (CPU for a float).
+
+        Raises:
+            ValueError: If ``iters`` is not a positive integer.
+        """
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+            raise ValueError(f"iters must be a positive integer, got {iters!r}")
+        dev = lam.device if isinstance(lam, Tensor) else torch.device("cpu")
+        dtype = schedule_dtype(dev)
+        target = torch.as_tensor(lam, dtype=dtype, device=dev)
+        shape = target.shape
+        target = target.reshape(-1)
+        a = torch.as_tensor(t_lo, dtype=dtype, device=dev).expand(shape).reshape(-1).clone()
+        b = torch.as_tensor(t_hi, dtype=dtype, device=dev).expand(shape).reshape(-1).clone()
+        lam_a, lam_b = self.lam(a), self.lam(b)
+        swap = lam_a > lam_b  # orient each bracket so that λ(a) ≤ λ(b)
+        a, b = torch.where(swap, b, a), torch.where(swap, a, b)
+        out = torch.full_like(target, math.nan)
+        todo = torch.ones_like(target, dtype=torch.bool)
+        inv = getattr(self.schedule, "snr_inverse", None)
+        if inv is not None and self.gaussian_source and target.numel():
+            cand = torch.minimum(torch.maximum(inv(2 * target).to(dtype), torch.minimum(a, b)), torch.maximum(a, b))
+            got = self.lam(cand)
+            ok = (got == target) | ((got - target).abs() <= 1e-14 * target.abs().clamp_min(1.0))
+            out = torch.where(ok, cand, out)
+            todo = ~ok
+        if bool(todo.any()):
+            ta, tb, goal = a[todo], b[todo], target[todo]
+            for _ in range(iters):
+                mid = 0.5 * (ta + tb)
+                right = self.lam(mid) < goal
+                ta = torch.where(right, mid, ta)
+                tb = torch.where(right, tb, mid)
+            out[todo] = 0.5 * (ta + tb)
+        return out.reshape(shape)
 
     # ------------------------------------------------------------------ loss
     def loss(

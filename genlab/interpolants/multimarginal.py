@@ -24,18 +24,19 @@ What this module provides:
 
 * :class:`Multimarginal` — sampling of (a, x(a)), the regression loss, the constraint projection, score and
   velocity from the stacked heads ``g`` of shape ``(B, K + 1, ...)``.
-* :class:`SimplexPath` and the paths :class:`EdgePath`, :class:`PolylinePath`, :class:`GammaPath`.
 * :meth:`Multimarginal.restrict` → :class:`RestrictedMultimarginal`, an :class:`~genlab.interpolants.Interpolant`
-  whose prediction kind ``"g"`` converts to ``velocity``, ``score``, ``x0``, ``x1``, ``noise``, ``drift_fwd/bwd``,
-  so every ODE/SDE sampler runs along the path unchanged. Its :class:`SimplexSchedule` gives α = a_i (start vertex),
-  β = a_j (end vertex), γ = a_0 (Gaussian vertex) when the path stays on the face spanned by {0, i, j}; then the
-  coefficient-based samplers (implicit steps, exponential integrators) apply too. Off that face they raise.
-* :class:`PathConditionedNet` — turns a simplex network ``net(x, a)`` into a time network ``(x_t, t) ↦ g``.
-* :meth:`RestrictedMultimarginal.capabilities` — the sampler structures a ``"g"`` field offers on the path
-  (velocity; score where the path visits the Gaussian; implicit/semilinear/markov only on the {0, i, j} face).
+  whose field kind ``"g"`` (a multi-head kind of the vocabulary) converts to ``velocity``, ``score``, ``x0``,
+  ``x1``, ``noise``, ``drift_fwd/bwd``, so every ODE/SDE sampler runs along the path unchanged. Its
+  :class:`~genlab.interpolants.simplex.SimplexSchedule` gives α = a_i (start vertex), β = a_j (end vertex),
+  γ = a_0 (Gaussian vertex) when the path stays on the face spanned by {0, i, j}; then the coefficient-based
+  samplers (implicit steps, exponential integrators) apply too. Off that face the schedule refuses them, and
+  :meth:`~genlab.interpolants.Interpolant.capabilities` (the base-class rule, "g" determining every slot) does not
+  offer them.
 
-Field integration: a genlab ``Field`` of kind ``"g"`` wraps :meth:`RestrictedMultimarginal.time_net` of the
-simplex network (``genlab.interpolants`` cannot import ``genlab.models``, so that Field subclass lives there).
+The simplex paths (:class:`SimplexPath`, :class:`EdgePath`, :class:`PolylinePath`, :class:`GammaPath`) and
+:class:`SimplexSchedule` live in :mod:`genlab.interpolants.simplex`. The network wrapper that evaluates a simplex
+network ``net(x, a)`` along a path and the ``Field`` of kind ``"g"`` live in :mod:`genlab.models.multimarginal_field`
+(``PathConditionedNet``, ``MultimarginalField``): ``genlab.interpolants`` imports nothing from ``genlab.models``.
 
 Network layout (stacked heads): a network returns either ``(B, K + 1, *x.shape[1:])`` or, for networks with one
 wide output such as :class:`~genlab.models.TimeMLP` with ``out_dim=(K + 1)·dim`` or a U-Net with ``(K + 1)·C``
@@ -59,422 +60,38 @@ third-party implementation's README (ref. §0, §10), not its §2–3. Therefore
 from __future__ import annotations
 
 import itertools
-import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from genlab.interpolants.gammas import Gamma, GammaValues, ZeroGamma, make_gamma
-from genlab.interpolants.interpolant import Interpolant, PathSample, Semilinear
-from genlab.interpolants.schedules import Coeffs, Schedule
+from genlab.interpolants.interpolant import Interpolant
+from genlab.interpolants.simplex import (
+    EdgePath,
+    GammaPath,
+    PolylinePath,
+    SimplexPath,
+    SimplexSchedule,
+    _check_K,
+    _check_vertex,
+    _tol,
+    check_simplex,
+)
 from genlab.utils import append_dims, as_time, randn_per_sample, schedule_dtype
 
+# The simplex paths live in genlab.interpolants.simplex; they are re-exported here for existing imports.
 __all__ = [
     "EdgePath",
     "GammaPath",
     "Multimarginal",
     "MultimarginalSample",
-    "PathConditionedNet",
     "PolylinePath",
     "RestrictedMultimarginal",
     "SimplexPath",
     "SimplexSchedule",
     "check_simplex",
 ]
-
-
-# ---------------------------------------------------------------------------------------------- validation helpers
-def _check_K(K: object) -> int:
-    if isinstance(K, bool) or not isinstance(K, int) or K < 1:
-        raise ValueError(f"K must be an int >= 1 (the simplex Δ^K joins K + 1 marginals); got {K!r}")
-    return K
-
-
-def _check_vertex(name: str, v: object, K: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= K:
-        raise ValueError(f"{name} must be a vertex index in 0..K={K}; got {v!r}")
-    return v
-
-
-def _tol(dtype: torch.dtype) -> float:
-    """Tolerance for simplex membership in ``dtype`` (64 ulps of 1)."""
-    return 64 * torch.finfo(dtype).eps
-
-
-def check_simplex(a: Tensor, K: int, *, name: str = "a", batch: int | None = None) -> Tensor:
-    """Check that ``a`` holds points of Δ^K row-wise: shape ``(B, K + 1)``, entries ≥ 0, rows summing to 1.
-
-    Args:
-        a: Candidate simplex coordinates.
-        K: Simplex dimension (K + 1 coordinates).
-        name: Argument name for error messages.
-        batch: Required batch size, if any.
-
-    Returns:
-        ``a`` unchanged.
-
-    Raises:
-        TypeError: ``a`` is not a floating-point tensor.
-        ValueError: wrong shape, negative entries, or rows not summing to 1.
-    """
-    if not isinstance(a, Tensor) or not a.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor of shape (B, K+1)=(B, {K + 1}); got {type(a).__name__}")
-    if a.ndim != 2 or a.shape[1] != K + 1 or (batch is not None and a.shape[0] != batch):
-        b = "B" if batch is None else str(batch)
-        raise ValueError(
-            f"{name} must have shape ({b}, K+1)=({b}, {K + 1}) (one simplex point per sample, K={K}); "
-            f"got {tuple(a.shape)}"
-        )
-    tol = _tol(a.dtype)
-    if bool((a < -tol).any()):
-        raise ValueError(f"{name} has negative entries (min {float(a.min()):.3g}); simplex points need a_k >= 0")
-    if not bool(torch.isfinite(a).all()):
-        raise ValueError(f"{name} contains NaN/inf; simplex points must be finite")
-    s = a.sum(1)
-    if bool(((s - 1).abs() > tol * (K + 1)).any()):
-        worst = float((s - 1).abs().max())
-        raise ValueError(
-            f"the rows of {name} must sum to 1 (points of the simplex Δ^K); largest deviation {worst:.3g}. "
-            "Normalise with a / a.sum(1, keepdim=True)"
-        )
-    return a
-
-
-def _as_path_time(t: Tensor | float | Sequence[float]) -> Tensor:
-    if not isinstance(t, Tensor):
-        t = torch.as_tensor(t, dtype=torch.float64)
-    if not t.is_floating_point():
-        t = t.to(torch.float64)
-    if not bool(torch.isfinite(t).all()) or bool(((t < 0) | (t > 1)).any()):
-        raise ValueError(f"path time t must lie in [0, 1]; got values in [{float(t.min()):.4g}, {float(t.max()):.4g}]")
-    return t
-
-
-# ---------------------------------------------------------------------------------------------- simplex paths
-class SimplexPath(ABC):
-    """A path ``t ↦ a(t) ∈ Δ^K`` for ``t ∈ [0, 1]``, with its derivative ``ȧ(t)`` (Σ_k ȧ_k = 0).
-
-    Calling the path returns ``(a, a_dot)`` with shape ``(*t.shape, K + 1)`` in t's floating dtype (float64 for a
-    float or an integer tensor). A path used for transport starts and ends at vertices; :attr:`start` and
-    :attr:`end` give them (``None`` when an end is not a vertex).
-
-    Args:
-        K: Simplex dimension.
-    """
-
-    def __init__(self, K: int) -> None:
-        self.K = _check_K(K)
-
-    @abstractmethod
-    def evaluate(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(a(t), ȧ(t))`` for a validated floating tensor ``t`` (any shape)."""
-
-    @property
-    @abstractmethod
-    def support(self) -> frozenset[int]:
-        """Vertices whose weight is non-zero somewhere on the path."""
-
-    def __call__(self, t: Tensor | float | Sequence[float]) -> tuple[Tensor, Tensor]:
-        """Evaluate ``(a(t), ȧ(t))``.
-
-        Args:
-            t: Times in [0, 1] (float, sequence or tensor of any shape).
-
-        Returns:
-            ``(a, a_dot)``, each of shape ``(*t.shape, K + 1)``.
-        """
-        return self.evaluate(_as_path_time(t))
-
-    def _vertex_at(self, t: float) -> int | None:
-        a, _ = self(torch.tensor([t], dtype=torch.float64))
-        a = a[0]
-        k = int(a.argmax())
-        off = torch.cat([a[:k], a[k + 1:]])
-        if abs(float(a[k]) - 1) <= 1e-12 and bool((off.abs() <= 1e-12).all()):
-            return k
-        return None
-
-    @property
-    def start(self) -> int | None:
-        """Vertex index of a(0), or ``None`` if a(0) is not a vertex."""
-        return self._vertex_at(0.0)
-
-    @property
-    def end(self) -> int | None:
-        """Vertex index of a(1), or ``None`` if a(1) is not a vertex."""
-        return self._vertex_at(1.0)
-
-
-def _unit(k: int, K: int, like: Tensor) -> Tensor:
-    e = torch.zeros(K + 1, dtype=like.dtype, device=like.device)
-    e[k] = 1
-    return e
-
-
-class EdgePath(SimplexPath):
-    """The edge ``a(t) = (1 − t)·e_i + t·e_j`` (ȧ = e_j − e_i; transport velocity b = g_j − g_i).
-
-    With ``i = 0`` this is a one-sided (rectified-flow-like) path from the Gaussian to ρ_j; between two data vertices
-    it is the noise-free two-sided path x_t = (1 − t)x_i + t x_j.
-
-    Args:
-        i: Start vertex.
-        j: End vertex (≠ i).
-        K: Simplex dimension.
-    """
-
-    def __init__(self, i: int, j: int, K: int) -> None:
-        super().__init__(K)
-        self.i = _check_vertex("i", i, self.K)
-        self.j = _check_vertex("j", j, self.K)
-        if i == j:
-            raise ValueError(f"EdgePath needs two distinct vertices; got i = j = {i}")
-
-    def evaluate(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        ei, ej = _unit(self.i, self.K, t), _unit(self.j, self.K, t)
-        tt = t.unsqueeze(-1)
-        a = (1 - tt) * ei + tt * ej
-        a_dot = (ej - ei).expand_as(a).clone()
-        return a, a_dot
-
-    @property
-    def support(self) -> frozenset[int]:
-        return frozenset({self.i, self.j})
-
-    def __repr__(self) -> str:
-        return f"EdgePath({self.i}, {self.j}, K={self.K})"
-
-
-class PolylinePath(SimplexPath):
-    """Piecewise-linear path through simplex points ``p_0, …, p_m``.
-
-    Points are vertex indices (``int``), ``"barycentre"`` (all weights 1/(K+1)), or explicit weight vectors of length
-    K + 1. ``timing="length"`` (default) gives every segment a time span proportional to its Euclidean length;
-    ``timing="uniform"`` gives every segment the same span 1/m (:attr:`knots` holds the segment boundaries).
-
-    ``easing`` sets the speed within a segment (the geometric path is the same polyline either way):
-
-    * ``"linear"`` (default): a is affine in t on each segment, so with ``timing="length"`` the speed |ȧ| is
-      constant — the cheapest time parametrisation of the polyline for the transport cost ∫E|b|²dt. ȧ jumps at
-      the interior knots (the right segment's ȧ is returned there, the left one at t = 1), so the path is only
-      piecewise C¹ and a fixed-step ODE solver drops to first order at each knot (the exact flow is still
-      well defined).
-    * ``"cosine"``: within each segment a moves by φ(w) = (1 − cos πw)/2 of the segment (w the local time), so
-      ȧ = 0 at every knot and the path is C¹; ODE solvers keep their order, at the price of a transport cost
-      π²/8 ≈ 1.23 times that of the constant-speed polyline.
-
-    Example: ``PolylinePath([1, "barycentre", 2], K=2)`` goes from ρ_1 through the barycentre to ρ_2.
-
-    Args:
-        points: At least two points; consecutive points must differ.
-        K: Simplex dimension.
-        timing: ``"length"`` or ``"uniform"``.
-        easing: ``"linear"`` or ``"cosine"``.
-    """
-
-    def __init__(self, points: Sequence[int | str | Sequence[float] | Tensor], K: int, *,
-                 timing: str = "length", easing: str = "linear") -> None:
-        super().__init__(K)
-        if timing not in ("length", "uniform"):
-            raise ValueError(f"timing must be 'length' or 'uniform'; got {timing!r}")
-        if easing not in ("linear", "cosine"):
-            raise ValueError(f"easing must be 'linear' or 'cosine'; got {easing!r}")
-        self.easing = easing
-        if isinstance(points, (str, Tensor)) or not isinstance(points, Sequence) or len(points) < 2:
-            raise ValueError("points must be a list of at least two simplex points (vertex ints, 'barycentre', or "
-                             "weight vectors of length K+1)")
-        rows = [self._point(p, n) for n, p in enumerate(points)]
-        pts = torch.stack(rows)
-        seg = (pts[1:] - pts[:-1]).norm(dim=1)
-        if bool((seg <= 1e-12).any()):
-            n = int(torch.nonzero(seg <= 1e-12)[0])
-            raise ValueError(f"points {n} and {n + 1} coincide; consecutive points of a polyline must differ")
-        spans = seg / seg.sum() if timing == "length" else torch.full_like(seg, 1.0 / len(seg))
-        knots = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(spans, 0)])
-        knots[-1] = 1.0
-        self.points, self.knots, self.timing = pts, knots, timing
-
-    def _point(self, p: int | str | Sequence[float] | Tensor, n: int) -> Tensor:
-        K = self.K
-        if isinstance(p, str):
-            if p not in ("barycentre", "barycenter"):
-                raise ValueError(f"point {n}: unknown name {p!r}; use 'barycentre', a vertex int or a weight vector")
-            return torch.full((K + 1,), 1.0 / (K + 1), dtype=torch.float64)
-        if isinstance(p, int) and not isinstance(p, bool):
-            return _unit(_check_vertex(f"point {n}", p, K), K, torch.empty(0, dtype=torch.float64))
-        try:
-            v = torch.as_tensor(p, dtype=torch.float64).detach().cpu()
-        except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"point {n} must be a vertex int, 'barycentre' or a weight vector; got {p!r}") from None
-        if v.ndim != 1 or v.shape[0] != K + 1:
-            raise ValueError(f"point {n} must have K+1={K + 1} weights; got shape {tuple(v.shape)}")
-        check_simplex(v[None], K, name=f"point {n}")
-        return v.clamp_min(0) / v.clamp_min(0).sum()
-
-    def evaluate(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        pts = self.points.to(device=t.device, dtype=t.dtype)
-        knots = self.knots.to(device=t.device, dtype=t.dtype)
-        m = pts.shape[0] - 1
-        tf = t.reshape(-1)
-        seg = (torch.searchsorted(knots, tf.contiguous(), right=True) - 1).clamp(0, m - 1)
-        lo, hi = knots[seg], knots[seg + 1]
-        w = ((tf - lo) / (hi - lo)).clamp(0, 1).unsqueeze(-1)
-        if self.easing == "cosine":
-            phi, d_phi = (1 - torch.cos(math.pi * w)) / 2, (math.pi / 2) * torch.sin(math.pi * w)
-        else:
-            phi, d_phi = w, torch.ones_like(w)
-        p_lo, p_hi = pts[seg], pts[seg + 1]
-        a = (1 - phi) * p_lo + phi * p_hi  # exact at both knots
-        a_dot = d_phi * (p_hi - p_lo) / (hi - lo).unsqueeze(-1)
-        shape = (*t.shape, self.K + 1)
-        return a.reshape(shape), a_dot.reshape(shape)
-
-    @property
-    def support(self) -> frozenset[int]:
-        return frozenset(int(k) for k in torch.nonzero((self.points > 0).any(0)).flatten())
-
-    def __repr__(self) -> str:
-        pts = [[round(float(v), 4) for v in p] for p in self.points]
-        return f"PolylinePath({pts}, K={self.K}, timing={self.timing!r}, easing={self.easing!r})"
-
-
-class GammaPath(SimplexPath):
-    """Edge e_i → e_j smoothed through the Gaussian vertex: ``a(t) = γ(t)e_0 + (1−t)(1−γ(t))e_i + t(1−γ(t))e_j``.
-
-    Ref. §4: this is the two-marginal stochastic interpolant with (α, β, γ) = ((1−t)(1−γ), t(1−γ), γ) — the
-    paper's "two-marginal with smoothing" — learned by the multimarginal model, so the restricted interpolant
-    supports the score and SDE samplers on it. Needs 0 ≤ γ ≤ 1.
-
-    Deviation from the brief's suggestion of γ = ``brownian``: the default is ``bsquared`` (γ = a·t(1−t)), which is
-    smooth. With γ = √(t(1−t)) the path itself is not C¹ at t ∈ {0, 1} (ȧ_0, ȧ_i are infinite there, and the
-    transported marginal genuinely moves with infinite speed), so velocities at the two endpoints are infinite;
-    it is accepted, ȧ is returned as ±inf there, and conversions at those times raise.
-
-    Args:
-        i: Start vertex (1..K).
-        j: End vertex (1..K, ≠ i).
-        K: Simplex dimension.
-        gamma: A γ of the family (``bsquared``, ``brownian``, ``a-brownian``, ``sinesquared``) or a :class:`Gamma`.
-        a: Scale of γ.
-    """
-
-    def __init__(self, i: int, j: int, K: int, *, gamma: str | Gamma = "bsquared", a: float = 1.0) -> None:
-        super().__init__(K)
-        self.i = _check_vertex("i", i, self.K)
-        self.j = _check_vertex("j", j, self.K)
-        if i == 0 or j == 0 or i == j:
-            raise ValueError(
-                f"GammaPath needs two distinct data vertices i, j in 1..K (vertex 0 carries γ); got i={i}, j={j}"
-            )
-        self.gamma_fn = make_gamma(gamma, a=a)
-        if self.gamma_fn.is_zero:
-            raise ValueError("GammaPath with gamma='zero' is EdgePath(i, j, K); use that")
-        grid = torch.linspace(0, 1, 1001, dtype=torch.float64)
-        if float(self.gamma_fn(grid).gamma.max()) > 1:
-            raise ValueError(f"GammaPath needs gamma(t) <= 1 on [0, 1]; {self.gamma_fn!r} exceeds 1 (lower a)")
-
-    def evaluate(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        gv: GammaValues = self.gamma_fn(t)
-        zero = torch.zeros_like(t)
-        g = torch.where((t == 0) | (t == 1), zero, gv.gamma)  # exact vertices (sin²(π) is 1.5e-32, not 0)
-        dg = gv.d_gamma
-        # t·γ̇ → 0 as t → 0 and (1−t)·γ̇ → 0 as t → 1 for every γ of the family (γ̇ = O(t^{-1/2}))
-        t_dg = torch.where(t == 0, zero, t * dg)
-        s_dg = torch.where(t == 1, zero, (1 - t) * dg)
-        a = torch.zeros(*t.shape, self.K + 1, dtype=t.dtype, device=t.device)
-        a_dot = torch.zeros_like(a)
-        a[..., 0], a_dot[..., 0] = g, dg
-        a[..., self.i], a_dot[..., self.i] = (1 - t) * (1 - g), -(1 - g) - s_dg
-        a[..., self.j], a_dot[..., self.j] = t * (1 - g), (1 - g) - t_dg
-        return a, a_dot
-
-    @property
-    def support(self) -> frozenset[int]:
-        return frozenset({0, self.i, self.j})
-
-    def __repr__(self) -> str:
-        return f"GammaPath({self.i}, {self.j}, K={self.K}, gamma={self.gamma_fn!r})"
-
-
-# ---------------------------------------------------------------------------------------------- restricted schedule
-class _SimplexGamma(Gamma):
-    """γ(t) = a_0(t): the Gaussian vertex's weight along a path (for start vertex ≠ 0)."""
-
-    name = "simplex"
-
-    def __init__(self, path: SimplexPath) -> None:
-        self.path = path
-
-    def __call__(self, t: Tensor) -> GammaValues:
-        a, a_dot = self.path(t)
-        return GammaValues(a[..., 0], a_dot[..., 0], a[..., 0] * a_dot[..., 0])
-
-    def __repr__(self) -> str:
-        return f"_SimplexGamma({self.path!r})"
-
-
-class SimplexSchedule(Schedule):
-    """Coefficients of a simplex path seen as a two-marginal path: α = a_i, β = a_j, γ = a_0.
-
-    i = ``path.start``, j = ``path.end``. For ``i = 0`` the Gaussian vertex is the source (α = a_0, β = a_j, γ ≡ 0,
-    a one-sided path). The description is exact only while the path stays on the face spanned by {0, i, j}
-    ({0, j} when i = 0); otherwise :meth:`coeffs` raises, and with it every coefficient-based method of the
-    interpolant (``semilinear``, ``implicit_step``, ``markov_omega``, ``sample``) — only ODE/SDE samplers, which use
-    :meth:`RestrictedMultimarginal.convert`, apply.
-
-    Args:
-        path: A path from vertex i to vertex j ≠ i.
-    """
-
-    def __init__(self, path: SimplexPath) -> None:
-        if not isinstance(path, SimplexPath):
-            raise TypeError(f"path must be a SimplexPath, got {type(path).__name__}")
-        i, j = path.start, path.end
-        if i is None or j is None or i == j:
-            raise ValueError(
-                f"{path!r} must start and end at two distinct vertices (got start={i}, end={j}) to transport one "
-                "marginal to another"
-            )
-        self.path, self.i, self.j = path, i, j
-        face = {0, j} if i == 0 else {0, i, j}
-        self.on_face = j != 0 and path.support <= face
-        self.gamma_fn = _SimplexGamma(path) if (i != 0 and 0 in path.support) else ZeroGamma()
-
-    def _off_face_reason(self) -> str:
-        if self.j == 0:
-            return (f"{self.path!r} ends at the Gaussian vertex 0; genlab's (α, β, γ) schedules keep the Gaussian in "
-                    "the source or noise slot")
-        face = sorted({0, self.j} if self.i == 0 else {0, self.i, self.j})
-        return (f"{self.path!r} leaves the face spanned by vertices {face} (it touches {sorted(self.path.support)}), "
-                "so no (α, β, γ) schedule describes it")
-
-    def require_face(self, what: str = "coeffs") -> None:
-        """Raise a ``ValueError`` naming ``what`` unless the path stays on the {0, i, j} face."""
-        if not self.on_face:
-            raise ValueError(
-                f"{what}: " + self._off_face_reason() + ". Only ODE/SDE samplers (which convert the 'g' heads "
-                "through RestrictedMultimarginal.convert) apply on this path; implicit (DDIM/IADB/DBIM) and "
-                "exponential-integrator (DEIS/DPM-Solver) samplers, two-marginal path sampling and conversions "
-                "between ordinary kinds need a path on that face"
-            )
-
-    def coeffs(self, t: Tensor) -> Coeffs:
-        self.require_face("SimplexSchedule.coeffs")
-        a, a_dot = self.path(t)
-        zero = torch.zeros_like(t)
-        alpha, beta = a[..., self.i], a[..., self.j]
-        d_alpha, d_beta = a_dot[..., self.i], a_dot[..., self.j]
-        if self.i == 0:
-            return Coeffs(alpha, beta, zero, d_alpha, d_beta, zero, zero)
-        g, dg = a[..., 0], a_dot[..., 0]
-        return Coeffs(alpha, beta, g, d_alpha, d_beta, dg, g * dg)
-
-    def config(self) -> dict:
-        return {"path": repr(self.path)}
 
 
 # ---------------------------------------------------------------------------------------------- the multimarginal model
@@ -806,10 +423,17 @@ class RestrictedMultimarginal(Interpolant):
     * ``velocity`` = Σ_k ȧ_k(t) g_k;  ``x0`` = g_i;  ``x1`` = g_j;  ``noise`` = g_0 (= E[x_0 | x]: ε for a path
       from the Gaussian, E[z | x_t] of the equivalent two-marginal SI otherwise);
     * ``score`` = −g_0/a_0(t) (raises where a_0(t) = 0);
-    * ``drift_fwd`` / ``drift_bwd`` = velocity ± ε·score (the score is only needed, and only checked, where ε ≠ 0).
+    * ``drift_fwd`` / ``drift_bwd`` = velocity ± ε·score (:meth:`~genlab.interpolants.Interpolant.sde_drift`; the
+      score is only needed, and only checked, where ε ≠ 0).
 
-    Predictions of the ordinary kinds are converted by the base class through :class:`SimplexSchedule` (on the
-    {0, i, j} face only). The source is ``"gaussian"`` when the path starts at vertex 0, else ``"data"``.
+    Predictions of the ordinary kinds are converted by the base class through :class:`SimplexSchedule`. The source
+    is ``"gaussian"`` when the path starts at vertex 0, else ``"data"``. Every coefficient-based method of the base
+    class (``coeffs``, ``semilinear``, ``implicit_step``, ``markov_omega``, ``sample``, ``conversion_weights``)
+    works on the {0, i, j} face and is refused off it by the schedule (:meth:`SimplexSchedule.require_coefficients`);
+    :meth:`~genlab.interpolants.Interpolant.capabilities` of a ``"g"`` field follows from the same facts (velocity;
+    score where the path visits the Gaussian; implicit/semilinear/markov only on the face). Training a
+    multimarginal model uses :meth:`Multimarginal.sample`; :meth:`sample` draws the path as an ordinary two-marginal
+    interpolant (x_i as ``x0``, x_j as ``x1``, x_0 as ``z``), e.g. to train a two-marginal field on the same path.
 
     Args:
         mm: The multimarginal model.
@@ -830,35 +454,19 @@ class RestrictedMultimarginal(Interpolant):
         self.mm, self.path, self.project = mm, path, bool(project)
         self.i, self.j = schedule.i, schedule.j
 
-    @property
-    def has_noise(self) -> bool:
-        """Whether the path visits the Gaussian vertex (then score/noise/SDE kinds exist where a_0(t) > 0)."""
-        return 0 in self.path.support
-
     def kinds(self) -> tuple[str, ...]:
-        """``"g"`` plus the kinds it converts to."""
-        base = ("g", "velocity", "x0", "x1")
-        return base + ("noise", "score", "drift_fwd", "drift_bwd") if self.has_noise else base
+        """``"g"`` plus the kinds it converts to (score/noise/SDE kinds when the path visits the Gaussian vertex)."""
+        return ("g", *super().kinds())
 
-    def capabilities(self, field_kind: str | None = "g") -> frozenset[str] | None:
-        """Sampler structures this path offers to a field of ``field_kind`` (names as in ``genlab.samplers``).
+    def field_kinds(self) -> tuple[str, ...]:
+        """The one field kind of a multimarginal model: the stacked heads ``"g"``."""
+        return ("g",)
 
-        For the heads ``"g"``: ``velocity`` always; ``score`` when the path visits the Gaussian vertex;
-        ``gaussian_source`` when it starts there; and, only on the {0, i, j} face, ``implicit`` plus, for a path
-        from the Gaussian, ``markov`` and ``semilinear``. For other kinds ``None`` (the generic rule applies).
-        """
-        if field_kind != "g":
-            return None
-        caps = {"velocity"}
-        if self.has_noise:
-            caps.add("score")
-        if self.gaussian_source:
-            caps.add("gaussian_source")
-        if self.schedule.on_face:
-            caps.add("implicit")
-            if self.gaussian_source:
-                caps |= {"markov", "semilinear"}
-        return frozenset(caps)
+    def prediction_shape(self, kind: str, x_t: Tensor) -> torch.Size:
+        """``(B, K + 1, *x_t.shape[1:])`` for the heads ``"g"``, ``x_t.shape`` for every other kind."""
+        if kind == "g":
+            return torch.Size((x_t.shape[0], self.mm.K + 1, *x_t.shape[1:]))
+        return x_t.shape
 
     def simplex(self, t: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(a(t), ȧ(t))`` for the batch ``x``: shapes ``(B, K + 1)`` in the schedule dtype."""
@@ -939,8 +547,7 @@ class RestrictedMultimarginal(Interpolant):
         self._need_gaussian(a, tt, need)
         a_safe = torch.where(need[:, None], a, torch.full_like(a, 1.0 / (self.mm.K + 1)))
         score = self.mm.score(g, a_safe)
-        sign = 1.0 if to_kind == "drift_fwd" else -1.0
-        return vel + sign * append_dims(e.to(x_t.dtype), x_t.ndim) * score
+        return self.sde_drift(vel, score, e.to(x_t.dtype), forward=to_kind == "drift_fwd")
 
     def _need_gaussian(self, a: Tensor, tt: Tensor, need: Tensor) -> None:
         bad = need & (a[:, 0] <= 0)
@@ -951,76 +558,9 @@ class RestrictedMultimarginal(Interpolant):
                 "there; use eps = 0 at such times (e.g. an ε(t) vanishing at the ends) or a path through the interior"
             )
 
-    # coefficient-based methods of the base class: exact on the {0, i, j} face, a clear error off it
-    def coeffs(self, t: Tensor | float, x: Tensor) -> Coeffs:
-        self.schedule.require_face("coeffs")
-        return super().coeffs(t, x)
-
-    def semilinear(self, t: Tensor | float, x: Tensor) -> Semilinear:
-        self.schedule.require_face("semilinear")
-        return super().semilinear(t, x)
-
-    def implicit_step(self, x_s: Tensor, s: Tensor | float, t: Tensor | float, x0_hat: Tensor, x1_hat: Tensor,
-                      omega: Tensor | float = 0.0, xi: Tensor | None = None) -> Tensor:
-        self.schedule.require_face("implicit_step")
-        return super().implicit_step(x_s, s, t, x0_hat, x1_hat, omega, xi)
-
-    def markov_omega(self, s: Tensor | float, t: Tensor | float, x: Tensor) -> Tensor:
-        self.schedule.require_face("markov_omega")
-        return super().markov_omega(s, t, x)
-
-    def sample(self, x0: Tensor | None, x1: Tensor, t: Tensor | float, z: Tensor | None = None, *,
-               generator: torch.Generator | None = None, antithetic: bool = False) -> PathSample:
-        """Two-marginal path sample (x_i as ``x0``, x_j as ``x1``, x_0 as ``z``) — on the {0, i, j} face only.
-
-        Training a multimarginal model uses :meth:`Multimarginal.sample`; this draws the path as an ordinary
-        interpolant, e.g. to train a two-marginal field on the same path.
-        """
-        self.schedule.require_face("sample")
-        return super().sample(x0, x1, t, z, generator=generator, antithetic=antithetic)
-
-    def conversion_weights(self, from_kinds: tuple[str, ...], to_kind: str, t: Tensor | float, x_t: Tensor, *,
-                           eps: Tensor | float | None = None) -> tuple[list[Tensor], Tensor]:
-        self.schedule.require_face("conversion between ordinary kinds")
-        return super().conversion_weights(from_kinds, to_kind, t, x_t, eps=eps)
-
     def init_scale(self, t: Tensor | float, x: Tensor) -> Tensor:
         """Std a_0(t) of the Gaussian part of x(a(t)) for a path that starts at the Gaussian vertex."""
         if not self.gaussian_source:
             raise ValueError(f"{self.path!r} starts at data vertex {self.i}; start from samples of that marginal")
         a, _ = self.simplex(t, x)
         return a[:, 0].to(x.dtype)
-
-    def time_net(self, net: Callable[..., Tensor]) -> PathConditionedNet:
-        """Wrap a simplex network ``net(x, a)`` into the time network ``(x_t, t) ↦ g(a(t), x_t)`` of this path."""
-        return PathConditionedNet(net, self)
-
-
-class PathConditionedNet(nn.Module):
-    """A simplex network ``net(x, a[, cond])`` evaluated along a path: ``forward(x_t, t[, cond]) = g(a(t), x_t)``.
-
-    ``a`` is passed as a ``(B, K + 1)`` tensor in the data dtype; the output is checked and returned stacked,
-    ``(B, K + 1, *x_t.shape[1:])``. A :class:`~genlab.models.TimeMLP` built with ``cond_dim=K+1`` and
-    ``out_dim=(K+1)·dim`` becomes a simplex network as ``lambda x, a: mlp(x, a[:, 0], a)`` (any scalar can go in
-    the time slot; a_0 is one natural choice).
-
-    Args:
-        net: The simplex network.
-        restricted: The :class:`RestrictedMultimarginal` giving the path and K.
-    """
-
-    def __init__(self, net: Callable[..., Tensor], restricted: RestrictedMultimarginal) -> None:
-        super().__init__()
-        if not callable(net):
-            raise TypeError(f"net must be callable as net(x, a); got {type(net).__name__}")
-        if not isinstance(restricted, RestrictedMultimarginal):
-            raise TypeError(f"restricted must be a RestrictedMultimarginal, got {type(restricted).__name__}")
-        self.net = net
-        self.restricted = restricted
-
-    def forward(self, x_t: Tensor, t: Tensor | float, cond: Any | None = None) -> Tensor:
-        """Stacked heads at ``(a(t), x_t)``."""
-        a, _ = self.restricted.simplex(t, x_t)
-        a = a.to(x_t.dtype)
-        out = self.net(x_t, a) if cond is None else self.net(x_t, a, cond)
-        return self.restricted.mm.heads(out, x_t)

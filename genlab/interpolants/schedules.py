@@ -99,6 +99,21 @@ class Schedule(ABC):
         """
         return None
 
+    @property
+    def describes_path(self) -> bool:
+        """Whether (α, β, γ) describe the whole path (``False`` e.g. for a multimarginal path off its face)."""
+        return True
+
+    def require_coefficients(self, what: str) -> None:
+        """Raise a ``ValueError`` naming ``what`` when :attr:`describes_path` is ``False`` (no-op otherwise).
+
+        Every coefficient-based method of :class:`~genlab.interpolants.Interpolant` calls it first, so a schedule
+        that describes only part of a path refuses them in one place.
+
+        Args:
+            what: The method that needs the coefficients (for the message).
+        """
+
     def config(self) -> dict:
         """The constructor arguments of this schedule (JSON-serialisable)."""
         return {}

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import torch
 from torch import Tensor, nn
 
-from genlab.interpolants.interpolant import KINDS, Interpolant
+from genlab.interpolants.interpolant import DRIFT_SIGNS, KINDS, Interpolant
 from genlab.utils import as_time
 
-__all__ = ["Field", "Precond"]
+__all__ = ["Field", "Precond", "call_net"]
 
 
 class Precond(Protocol):
@@ -25,6 +24,31 @@ class Precond(Protocol):
         """Return the field's prediction (of the Field's kind)."""
 
 
+def call_net(net: nn.Module | Callable[..., Tensor], x_t: Tensor, t: Tensor, cond: Any | None = None) -> Tensor:
+    """Call a raw network the way a :class:`Field` does (preconditionings call their network through this).
+
+    Args:
+        net: Called as ``net(x_t, t)``, ``net(x_t, t, c)`` or with ``labels=``.
+        x_t: Network input ``(B, ...)``.
+        t: Times ``(B,)`` in the data dtype.
+        cond: ``None``, a tensor (extra input), or a dict with keys ``"x0"`` (known source), ``"cond"``
+            (network input, defaults to x0) and ``"labels"`` (class labels, passed as ``labels=``).
+
+    Returns:
+        The network output.
+    """
+    if cond is None:
+        return net(x_t, t)
+    if isinstance(cond, dict):
+        unknown = set(cond) - {"x0", "cond", "labels"}
+        if unknown:
+            raise ValueError(f"cond dict keys must be among 'x0', 'cond', 'labels'; got {sorted(unknown)}")
+        c = cond.get("cond", cond.get("x0"))
+        kwargs = {"labels": cond["labels"]} if cond.get("labels") is not None else {}
+        return net(x_t, t, c, **kwargs) if c is not None else net(x_t, t, **kwargs)
+    return net(x_t, t, cond)
+
+
 class Field(nn.Module):
     """A network ``net(x_t, t[, cond])`` that predicts ``kind`` on ``interpolant``.
 
@@ -32,8 +56,9 @@ class Field(nn.Module):
         net: Module (or callable) called as ``net(x_t, t)`` or ``net(x_t, t, cond)`` with ``t`` a ``(B,)`` float
             tensor in the data dtype.
         interpolant: The path the network was trained on.
-        kind: Its prediction kind (``"velocity"``, ``"x1"``, ``"x0"``, ``"noise"``, ``"score"``, ``"drift_fwd"``,
-            ``"drift_bwd"``).
+        kind: Its prediction kind, one of ``interpolant.field_kinds()`` (``"velocity"``, ``"x1"``, ``"x0"``,
+            ``"noise"``, ``"score"``, ``"drift_fwd"``, ``"drift_bwd"``; the multi-head ``"g"`` on a restricted
+            multimarginal path). The interpolant is the one authority on kinds.
         precond: Optional preconditioning wrapper (then ``net`` is the raw network).
         eps: Diffusion coefficient when ``kind`` is an SDE drift (needed to convert it).
     """
@@ -50,13 +75,12 @@ class Field(nn.Module):
         super().__init__()
         if not isinstance(interpolant, Interpolant):
             raise TypeError(f"interpolant must be a genlab Interpolant, got {type(interpolant).__name__}")
-        if kind not in KINDS:
-            raise ValueError(f"unknown kind {kind!r}; choose one of {KINDS}")
-        if kind not in interpolant.kinds():
-            raise ValueError(
-                f"kind {kind!r} is not defined on {interpolant!r}; it supports {interpolant.kinds()}"
-            )
-        if kind in ("drift_fwd", "drift_bwd") and eps is None:
+        allowed = interpolant.field_kinds()
+        if kind not in allowed:
+            if kind not in KINDS:
+                raise ValueError(f"unknown kind {kind!r}; a field on {interpolant!r} predicts one of {allowed}")
+            raise ValueError(f"kind {kind!r} is not defined on {interpolant!r} for a field; it supports {allowed}")
+        if kind in DRIFT_SIGNS and eps is None:
             raise ValueError(
                 f"a field of kind {kind!r} needs eps (the SDE diffusion coefficient it was trained with)"
             )
@@ -82,19 +106,12 @@ class Field(nn.Module):
         tt = as_time(t, x_t).to(x_t.dtype)
         if self.precond is not None:
             out = self.precond(self.net, x_t, tt, cond)
-        elif cond is None:
-            out = self.net(x_t, tt)
-        elif isinstance(cond, dict):
-            unknown = set(cond) - {"x0", "cond", "labels"}
-            if unknown:
-                raise ValueError(f"cond dict keys must be among 'x0', 'cond', 'labels'; got {sorted(unknown)}")
-            c = cond.get("cond", cond.get("x0"))
-            kwargs = {"labels": cond["labels"]} if cond.get("labels") is not None else {}
-            out = self.net(x_t, tt, c, **kwargs) if c is not None else self.net(x_t, tt, **kwargs)
         else:
-            out = self.net(x_t, tt, cond)
-        if out.shape != x_t.shape:
-            raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x_t.shape)}")
+            out = call_net(self.net, x_t, tt, cond)
+        expected = self.interpolant.prediction_shape(self.kind, x_t)
+        if out.shape != expected:
+            raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x_t.shape)} "
+                             f"(a {self.kind!r} field must return {tuple(expected)})")
         return out
 
     def known_source(self, cond: Any | None) -> Tensor | None:
@@ -160,17 +177,14 @@ class Field(nn.Module):
             The prediction of kind ``kind``.
         """
         same_eps = eps is None or (not isinstance(eps, Tensor) and float(eps) == self.eps)
-        if kind == self.kind and (kind not in ("drift_fwd", "drift_bwd") or same_eps):
+        if kind == self.kind and (kind not in DRIFT_SIGNS or same_eps):
             return out
         x0 = self.known_source(cond)
-        if self.kind in ("drift_fwd", "drift_bwd"):
+        if self.kind in DRIFT_SIGNS:
             # the field's own drift is defined with its training eps; convert through that
-            if kind in ("drift_fwd", "drift_bwd") and eps is not None:
+            if kind in DRIFT_SIGNS and eps is not None:
                 score = self.interpolant.convert(out, self.kind, "score", x_t, t, x0, eps=self.eps)
                 vel = self.interpolant.convert(out, self.kind, "velocity", x_t, t, x0, eps=self.eps)
-                sign = 1.0 if kind == "drift_fwd" else -1.0
-                e = torch.as_tensor(eps, dtype=x_t.dtype, device=x_t.device)
-                e = e.reshape(-1, *([1] * (x_t.ndim - 1))) if e.ndim == 1 else e
-                return vel + sign * e * score
+                return self.interpolant.sde_drift(vel, score, eps, forward=kind == "drift_fwd")
             return self.interpolant.convert(out, self.kind, kind, x_t, t, x0, eps=self.eps)
         return self.interpolant.convert(out, self.kind, kind, x_t, t, x0, eps=eps)

@@ -18,12 +18,12 @@ from genlab.interpolants.multimarginal import (
     EdgePath,
     GammaPath,
     Multimarginal,
-    PathConditionedNet,
     PolylinePath,
     RestrictedMultimarginal,
     SimplexSchedule,
     check_simplex,
 )
+from genlab.models.multimarginal_field import PathConditionedNet
 
 torch.set_num_threads(1)
 DT = torch.float64
@@ -395,14 +395,14 @@ def test_path_conditioned_net_feeds_a_of_t_and_reads_flat_heads():
         seen["a"] = a
         return exact_g(x, a).flatten(1)
 
-    wrapped = rmm.time_net(net)
+    wrapped = PathConditionedNet(net, rmm)
     assert isinstance(wrapped, PathConditionedNet)
     x = torch.randn(8, 3, dtype=DT)
     out = wrapped(x, 0.25)
     a, _ = rmm.simplex(0.25, x)
     assert torch.equal(seen["a"], a) and torch.equal(out, exact_g(x, a))
     with pytest.raises(ValueError, match="heads"):
-        rmm.time_net(lambda x, a: x)(x, 0.25)
+        PathConditionedNet(lambda x, a: x, rmm)(x, 0.25)
 
 
 # ---------------------------------------------------------------------------------------------- paths & bad input
