@@ -3,7 +3,7 @@
 
 * Pixel prior: ``configs/inverse_digits_prior.yaml`` trained with :func:`genlab.training.train`; loaded back with
   :func:`genlab.training.load_run` (EMA weights).
-* Latent prior: ``configs/latent_digits_autoencoder.yaml``. The training stack reads datasets by name and has no
+* Latent prior: ``experiments/configs/latent_digits_autoencoder.yaml``. The training stack reads datasets by name and has no
   latent datasets, so the autoencoder (reconstruction loss) and the diffusion prior on its standardised codes
   (:meth:`genlab.interpolants.Interpolant.loss` with ε-targets, AdamW, EMA from :class:`genlab.training.EMA`) are
   trained here with a short explicit loop. Weights are saved with ``torch.save`` (state dicts only) and reloaded
@@ -135,14 +135,14 @@ def _train_latent_prior(cfg: dict, codes: Tensor) -> tuple[torch.nn.Module, list
 
 
 def load_latent_prior(cache: Path, data: DigitsData, *, retrain: bool = False) -> LatentBundle:
-    """Train (if needed) and load the latent prior of ``configs/latent_digits_autoencoder.yaml``."""
-    cfg_path = ROOT / "configs" / "latent_digits_autoencoder.yaml"
+    """Train (if needed) and load the latent prior of ``experiments/configs/latent_digits_autoencoder.yaml``."""
+    cfg_path = ROOT / "experiments" / "configs" / "latent_digits_autoencoder.yaml"
     cfg = _load_latent_config(cfg_path)
     folder = cache / "latent_prior"
     weights = folder / "weights.pt"
     pc = cfg["prior"]
     interp = build_interpolant(pc["interpolant"]["name"], **{k: v for k, v in pc["interpolant"].items() if k != "name"})
-    info: dict[str, Any] = {"config": "configs/latent_digits_autoencoder.yaml"}
+    info: dict[str, Any] = {"config": "experiments/configs/latent_digits_autoencoder.yaml"}
     if retrain or not weights.is_file():
         start = time.perf_counter()
         ae, ae_losses = _train_autoencoder(cfg, data.train)

@@ -1,7 +1,7 @@
 """Inverse problems on held-out 8×8 digits with trained priors: PSNR / SSIM, NFE and wall time per method.
 
 Priors (trained on the 90 % split, cached under ``--cache``; see ``_digits_priors.py``): a pixel VP prior
-(``configs/inverse_digits_prior.yaml``, training stack) and a latent prior (``configs/latent_digits_autoencoder.yaml``:
+(``configs/inverse_digits_prior.yaml``, training stack) and a latent prior (``experiments/configs/latent_digits_autoencoder.yaml``:
 convolutional autoencoder 8×8 → 4×4×2 plus a VP prior on its codes). Images are in [-1, 1].
 
 Tasks (σ_y = 0.05 in [-1, 1] units, the DPS setting): random inpainting (50 % of the pixels missing, one mask),

@@ -27,6 +27,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "sample": ("genlab.samplers.api", "sample"),
     "get_sampler": ("genlab.samplers.registry", "get_sampler"),
     "available_samplers": ("genlab.samplers.registry", "available_samplers"),
+    "load_diffusers_field": ("genlab.samplers", "load_diffusers_field"),
     # training
     "train": ("genlab.training", "train"),
     "evaluate": ("genlab.training", "evaluate"),

@@ -2,16 +2,20 @@
 
 Commands:
 
-* ``genlab demo [--exact]`` — train a stochastic interpolant on 2-D moons and compare samplers
+* ``genlab demo [--exact] [--overwrite]`` — train a stochastic interpolant on 2-D moons and compare samplers
   (:func:`genlab.demo.run_training_demo`); ``--exact`` runs the exact-field demo instead.
-* ``genlab train CONFIG [--out DIR] [--set k=v ...] [--resume]`` — :func:`genlab.training.train`
-  (also under ``torchrun --nproc_per_node=N -m genlab train ...``).
-* ``genlab sample --run DIR --sampler NAME --steps N --n N [--seed S] --out FILE`` —
-  :func:`genlab.training.sample_run`.
-* ``genlab eval --run DIR`` — :func:`genlab.training.evaluate`.
+* ``genlab train CONFIG [--out DIR] [--set k=v ...] [--resume] [--overwrite]`` —
+  :func:`genlab.training.train` (also under ``torchrun --nproc_per_node=N -m genlab train ...``).
+* ``genlab sample --run DIR --sampler NAME --steps N --n N [--seed S] [--grid G] [--option k=v ...]
+  --out FILE [--overwrite]`` — :func:`genlab.training.sample_run`.
+* ``genlab eval --run DIR [--metrics sw,mmd]`` — :func:`genlab.training.evaluate`.
 * ``genlab config show|validate CONFIG [--set k=v ...]`` — :func:`genlab.training.load_config`.
+* ``genlab list samplers|methods|configs|datasets|grids`` — the names the other commands accept.
 * ``genlab bench SUITE [options]`` — runs ``experiments/bench_<SUITE>.py``
-  (e.g. ``genlab bench samplers --quick``).
+  (e.g. ``genlab bench samplers --quick``; ``genlab bench`` alone lists the suites).
+
+Every command validates its arguments before it writes anything, never replaces an existing output unless
+``--overwrite`` is given, and names every file it writes in its output.
 
 Adding a command is one ``_add_<name>(sub)`` function that declares its parser (with
 ``set_defaults(func=handler)``) and one entry in :data:`SUBCOMMANDS`; the handler takes the parsed namespace
@@ -25,13 +29,57 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["LIST_TOPICS", "SUBCOMMANDS", "build_parser", "main", "parse_options"]
+
+_SEED_HELP = "random seed (same seed, same samples: sample i depends only on the seed and i)"
+_DEVICE_HELP = "device to sample on: cpu, cuda, cuda:<index> or mps (default: cpu)"
+_OVERWRITE_HELP = "replace existing outputs (without it, an existing output is never replaced)"
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=1, default=str))
+
+
+def _check_count(value: int | None, flag: str) -> None:
+    """A positive count given on the command line (``None``: the default)."""
+    if value is not None:
+        from genlab.checks import check_count
+
+        check_count(value, name=flag)
+
+
+def parse_options(items: Sequence[str], *, flag: str = "--option") -> dict[str, Any]:
+    """``["eta=1.0", "order=3"]`` → ``{"eta": 1.0, "order": 3}`` (values parsed as YAML scalars).
+
+    Args:
+        items: ``key=value`` strings.
+        flag: Flag name used in error messages.
+
+    Returns:
+        The options mapping.
+
+    Raises:
+        ValueError: If an item has no ``=``, an empty or dotted key, invalid YAML, or repeats a key.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or "." in key:
+            raise ValueError(f"{flag} {item!r} must look like key=value (e.g. {flag} eta=1.0)")
+        if key in out:
+            raise ValueError(f"{flag} {key!r} is given twice")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ValueError(f"{flag} {item!r}: the value is not valid YAML") from None
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------- demo
@@ -51,9 +99,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             n=args.n,
             seed=args.seed,
             threads=args.threads,
+            overwrite=args.overwrite,
         )
         print(summary.table())
-    print(f"wrote {args.out}/samples.png and {args.out}/summary.json")
+        if summary.reused:
+            print(f"reused the finished run in {args.out}/run (same options)")
+    run_files = "" if args.exact else f", {args.out}/run/ (config.yaml, metrics.jsonl, checkpoints/)"
+    print(f"wrote {args.out}/samples.png, {args.out}/summary.json{run_files}")
     return 0
 
 
@@ -66,13 +118,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/demo", help="output folder")
     p.add_argument("--exact", action="store_true", help="exact-field transport demo (no training)")
     p.add_argument("--n", type=int, default=2000, help="number of samples per sampler")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=_SEED_HELP + " (default 0)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps of the --exact demo (default 10)")
     p.add_argument(
         "--train-steps", type=int, default=None, help="training steps (default: the demo config's)"
     )
     p.add_argument("--nfe", type=int, default=20, help="network evaluations per sampler in the comparison")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="retrain when the folder holds a demo run trained with other options (default: refuse)",
+    )
     p.set_defaults(func=_cmd_demo)
 
 
@@ -84,17 +141,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(
             "give a CONFIG (YAML file), or --resume --out RUN_DIR to continue a run with its saved config"
         )
-    result = train(args.config, out=args.out, overrides=args.set, resume=args.resume)
+    steps_run = [0]
+
+    def count(_trainer: Any) -> None:
+        steps_run[0] += 1
+
+    result = train(
+        args.config, out=args.out, overrides=args.set, resume=args.resume, hooks=[count], overwrite=args.overwrite
+    )
     if result.checkpoint is not None:  # rank 0 only under torchrun
-        _print_json(
-            {
-                "run_dir": str(result.run_dir),
-                "step": result.step,
-                "loss": result.loss,
-                "checkpoint": str(result.checkpoint),
-                "seconds": round(result.seconds, 2),
-            }
-        )
+        summary: dict[str, Any] = {
+            "run_dir": str(result.run_dir),
+            "step": result.step,
+            "loss": result.loss,
+            "checkpoint": str(result.checkpoint),
+            "seconds": round(result.seconds, 2),
+        }
+        if args.resume and steps_run[0] == 0:
+            summary["status"] = "already complete"
+            print(
+                f"genlab train: {result.run_dir} is already complete at step {result.step}; nothing to do "
+                f"(raise the step count with --set train.steps=N to continue it)",
+                file=sys.stderr,
+            )
+        else:
+            summary["files"] = [str(result.run_dir / n) for n in ("config.yaml", "metrics.jsonl")] + [
+                str(result.checkpoint)
+            ]
+        _print_json(summary)
     return 0
 
 
@@ -110,11 +184,34 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a folder that holds config.yaml/metrics.jsonl of a run without checkpoints",
+    )
     p.set_defaults(func=_cmd_train)
 
 
 # ----------------------------------------------------------------------------------------------------- sample
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from genlab.checks import check_device
+
+    _check_count(args.n, "--n")
+    _check_count(args.steps, "--steps")
+    check_device(args.device, name="--device")
+    options = parse_options(args.option)
+    out = Path(args.out)
+    if out.suffix not in (".png", ".pt"):
+        raise ValueError(f"--out must end with .png (picture + tensors) or .pt (tensors), got {args.out!r}")
+    targets = [out.with_suffix(".pt")] + ([out] if out.suffix == ".png" else [])
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(
+            f"--out {args.out}: would replace existing file(s) {existing}; pass --overwrite to replace them "
+            "or choose another --out"
+        )
+    if not Path(args.run).is_dir():
+        raise FileNotFoundError(f"--run {args.run}: run folder does not exist")
     from genlab.training import sample_run
 
     res = sample_run(
@@ -123,10 +220,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         steps=args.steps,
         n=args.n,
         seed=args.seed,
+        grid=args.grid,
         out=args.out,
         ema=not args.raw,
         device=args.device,
         return_trajectory=args.trajectories,
+        overwrite=args.overwrite,
+        **options,
     )
     s = res.samples
     _print_json(
@@ -147,21 +247,40 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample a trained run with any registered sampler")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--sampler", default=None, help="sampler name (default: the run's sample.sampler)")
-    p.add_argument("--steps", type=int, default=None, help="grid steps")
-    p.add_argument("--n", type=int, default=None, help="number of samples")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", required=True, help="output .png (picture + .pt tensors) or .pt")
+    p.add_argument("--steps", type=int, default=None, help="grid steps (default: the run's sample.steps)")
+    p.add_argument("--n", type=int, default=None, help="number of samples (default: the run's sample.n)")
+    p.add_argument("--seed", type=int, default=None, help=_SEED_HELP + " (default: the run's sample.seed)")
+    p.add_argument(
+        "--grid", default=None, help="time grid: uniform, power, log_snr, karras (default: the run's sample.grid)"
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler option, e.g. --option eta=1.0 or --option order=3 (repeatable; overrides sample.options)",
+    )
+    p.add_argument(
+        "--out", required=True, help="output .png (picture + tensors in <stem>.pt) or .pt (tensors only)"
+    )
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--trajectories", action="store_true", help="draw trajectories (2-D data)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_sample)
 
 
 # ------------------------------------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from genlab.checks import check_device, check_metrics
+    from genlab.training.config import EVAL_METRICS
+
+    _check_count(args.n, "--n")
+    _check_count(args.steps, "--steps")
+    check_device(args.device, name="--device")
+    metrics = check_metrics(args.metrics, EVAL_METRICS, name="--metrics")
     from genlab.training import evaluate
 
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     res = evaluate(
         args.run,
         n=args.n,
@@ -189,13 +308,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a run against its held-out data (writes <run>/eval.json)")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--n", type=int, default=None, help="number of samples (default: eval.n)")
-    p.add_argument("--sampler", default=None)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--sampler", default=None, help="sampler name (default: the run's sample.sampler)")
+    p.add_argument("--steps", type=int, default=None, help="grid steps (default: the run's sample.steps)")
+    p.add_argument("--seed", type=int, default=None, help=_SEED_HELP + " (default: the run's eval.seed)")
     p.add_argument(
         "--metrics", default=None, help="comma-separated subset of sw,mmd,energy,val_loss,mse,psnr"
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_eval)
 
 
@@ -220,17 +339,77 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_config)
 
 
+# ------------------------------------------------------------------------------------------------------- list
+def _list_samplers() -> list[str]:
+    from genlab.samplers import available_samplers
+
+    return list(available_samplers())
+
+
+def _list_methods() -> list[str]:
+    from genlab.inverse import available_methods
+
+    return list(available_methods())
+
+
+def _list_configs() -> list[str]:
+    folder = _ROOT / "configs"
+    return sorted(str(p.relative_to(_ROOT)) for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _list_datasets() -> list[str]:
+    from genlab.data import DATASET_NAMES
+
+    return list(DATASET_NAMES)
+
+
+def _list_grids() -> list[str]:
+    from genlab.samplers.grids import GRIDS
+
+    return sorted(GRIDS)
+
+
+#: ``genlab list <topic>``: what each topic lists.
+LIST_TOPICS: dict[str, Callable[[], list[str]]] = {
+    "samplers": _list_samplers,
+    "methods": _list_methods,
+    "configs": _list_configs,
+    "datasets": _list_datasets,
+    "grids": _list_grids,
+}
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    for name in LIST_TOPICS[args.topic]():
+        print(name)
+    return 0
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list the registered samplers, inverse methods, configs, datasets or grids")
+    p.add_argument("topic", choices=list(LIST_TOPICS), help="what to list")
+    p.set_defaults(func=_cmd_list)
+
+
 # ------------------------------------------------------------------------------------------------------ bench
+def _bench_suites(folder: Path) -> list[str]:
+    return sorted(p.stem[len("bench_") :] for p in folder.glob("bench_*.py")) if folder.is_dir() else []
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import runpy
-    from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "experiments"
+    folder = _ROOT / "experiments"
+    if args.suite is None:
+        suites = _bench_suites(folder)
+        print("usage: genlab bench SUITE [options]   (options: see genlab bench SUITE --help)")
+        print("suites:" if suites else f"no benchmark suites found ({folder} ships with the source checkout)")
+        for name in suites:
+            print(f"  {name}")
+        return 0
     script = folder / f"bench_{args.suite}.py"
     if not script.is_file():
-        available = (
-            sorted(p.stem[len("bench_") :] for p in folder.glob("bench_*.py")) if folder.is_dir() else []
-        )
+        available = _bench_suites(folder)
         raise FileNotFoundError(
             f"no benchmark {args.suite!r} ({script} is missing; benchmarks ship with the source "
             f"checkout); available: {available}"
@@ -248,7 +427,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="run a benchmark script experiments/bench_<suite>.py (e.g. 'genlab bench "
         "samplers --quick'); writes its results under experiments/results/",
     )
-    p.add_argument("suite", help="benchmark name: experiments/bench_<suite>.py")
+    p.add_argument(
+        "suite", nargs="?", default=None, help="benchmark name: experiments/bench_<suite>.py (none: list them)"
+    )
     p.add_argument("args", nargs=argparse.REMAINDER, help="options passed to the benchmark (see its --help)")
     p.set_defaults(func=_cmd_bench)
 
@@ -260,13 +441,17 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sample,
     _add_eval,
     _add_config,
+    _add_list,
     _add_bench,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``genlab`` sub-command."""
+    from genlab import __version__
+
     parser = argparse.ArgumentParser(prog="genlab", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"genlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
@@ -280,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
         if os.environ.get("GENLAB_DEBUG"):
             raise
         print(f"genlab {args.command}: error: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "pick_samplers",
     "run_exact_demo",
     "run_training_demo",
+    "stale_options",
 ]
 
 #: Third sampler of the training demo: the first of these registered at run time.
@@ -133,6 +135,7 @@ class TrainingDemoSummary:
     floor: dict[str, float]
     total_seconds: float
     files: dict[str, str] = field(default_factory=dict)
+    reused: bool = False
 
     def table(self) -> str:
         """A plain-text table of the rows."""
@@ -163,11 +166,14 @@ def run_training_demo(
     n: int = 2000,
     seed: int = 0,
     threads: int = 1,
+    overwrite: bool = False,
 ) -> TrainingDemoSummary:
     """Train the demo stochastic interpolant on moons, compare three samplers, write picture + summary.
 
-    The run folder is ``<out>/run`` (config, metrics, checkpoints); running the demo again resumes it (a
-    finished run is only re-sampled).
+    The run folder is ``<out>/run`` (config, metrics, checkpoints); running the demo again with the same
+    options resumes it (a finished run is only re-sampled, and ``summary.reused`` says so). A run folder
+    trained with other options (``train_steps``, ``seed``) is never reused silently: it is refused, or
+    deleted and retrained with ``overwrite=True``.
 
     Args:
         out: Output folder.
@@ -176,9 +182,13 @@ def run_training_demo(
         n: Samples per sampler.
         seed: Seed of training and sampling.
         threads: torch CPU threads during the demo (restored afterwards).
+        overwrite: Delete and retrain a run folder that was trained with other options.
 
     Returns:
         :class:`TrainingDemoSummary`.
+
+    Raises:
+        FileExistsError: If ``<out>/run`` holds a run with other options and ``overwrite`` is false.
     """
     from genlab.training import evaluate, load_run, train
     from genlab.training.evaluation import sample_metrics
@@ -191,7 +201,21 @@ def run_training_demo(
     torch.set_num_threads(max(1, int(threads)))
     try:
         config = demo_config(**({} if train_steps is None else {"train_steps": train_steps}), seed=seed)
-        result = train(config, out=out / "run", resume=True)
+        run_dir = out / "run"
+        differences = stale_options(config, run_dir)
+        if differences:
+            if not overwrite:
+                raise FileExistsError(
+                    f"{str(run_dir)!r} holds a demo run trained with other options ({'; '.join(differences)}); "
+                    "pass --overwrite (overwrite=True) to retrain it, or choose another --out"
+                )
+            shutil.rmtree(run_dir)
+        steps_run = [0]
+
+        def count(_trainer: Any) -> None:
+            steps_run[0] += 1
+
+        result = train(config, out=run_dir, resume=True, hooks=[count])
         run = load_run(out / "run")
         split = run.components.split
         rows: list[SamplerRow] = []
@@ -226,6 +250,7 @@ def run_training_demo(
             rows=rows,
             floor=floor,
             total_seconds=0.0,
+            reused=steps_run[0] == 0,
             files={
                 "picture": str(picture),
                 "run": str(out / "run"),
@@ -238,6 +263,49 @@ def run_training_demo(
         return summary
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def stale_options(config: dict[str, Any], run_dir: str | Path) -> list[str]:
+    """Where a run folder's saved config differs from ``config`` (empty: same run, or no saved config).
+
+    Keys the saved config adds (sizes inferred from the data) are ignored; every key of the resolved
+    ``config`` must hold the same value in ``<run_dir>/config.yaml``.
+
+    Args:
+        config: The requested run config (a mapping, as :func:`demo_config` returns).
+        run_dir: The run folder.
+
+    Returns:
+        ``"key: saved -> requested"`` strings.
+    """
+    from genlab.config import load_yaml
+    from genlab.training import load_config
+
+    saved_path = Path(run_dir) / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    saved = load_yaml(saved_path)
+    wanted = load_config(config).to_dict()
+    out: list[str] = []
+
+    def walk(want: Any, have: Any, key: str) -> None:
+        if isinstance(want, dict):
+            have = have if isinstance(have, dict) else {}
+            for k, v in want.items():
+                walk(v, have.get(k, _MISSING), f"{key}.{k}" if key else k)
+        elif have is _MISSING or _plain(have) != _plain(want):
+            out.append(f"{key}: {'(missing)' if have is _MISSING else have!r} -> {want!r}")
+
+    walk(wanted, saved, "")
+    return out
+
+
+_MISSING = object()
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal (YAML has only lists)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 # ------------------------------------------------------------------------------------------------- exact demo

@@ -94,7 +94,7 @@ def nll(
     exact_divergence: bool | None = None,
     n_hutchinson: int = 1,
     generator: torch.Generator | None = None,
-    t_end: float = 1.0,
+    t_end: float | None = None,
 ) -> Tensor:
     """Per-sample negative log-likelihood ``−log p(x)`` in nats under the field's probability-flow ODE.
 
@@ -112,7 +112,8 @@ def nll(
         exact_divergence: Exact divergence (``True``), Hutchinson (``False``) or automatic (``None``).
         n_hutchinson: Rademacher probes per sample when the divergence is estimated.
         generator: Generator of the Hutchinson probes.
-        t_end: Data-side end of the integration (``1 − δ`` for paths singular at ``t = 1``, e.g. VP).
+        t_end: Data-side end of the integration (default: ``t = 1`` where the velocity is regular there, else
+            ``1 − 1e-5``, e.g. VP; see :func:`genlab.samplers.likelihood.default_t_end`).
 
     Returns:
         ``(B,)`` NLL in nats.
@@ -149,7 +150,7 @@ def bits_per_dim(
     exact_divergence: bool | None = None,
     n_hutchinson: int = 1,
     generator: torch.Generator | None = None,
-    t_end: float = 1.0,
+    t_end: float | None = None,
 ) -> Tensor:
     """Per-sample bits per dimension ``−log p(x)/(d ln 2) + log₂(n_bins/data_range)`` (module docstring).
 
@@ -168,7 +169,7 @@ def bits_per_dim(
         exact_divergence: Exact divergence (``True``), Hutchinson (``False``) or automatic (``None``).
         n_hutchinson: Rademacher probes per sample when the divergence is estimated.
         generator: Generator of the Hutchinson probes.
-        t_end: Data-side end of the integration.
+        t_end: Data-side end of the integration (default: see :func:`nll`).
 
     Returns:
         ``(B,)`` bits per dimension.

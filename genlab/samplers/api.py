@@ -8,13 +8,40 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.checks import check_count, check_device, check_field_dtype, check_sample_dtype, check_shape
 from genlab.models.field import Field
 from genlab.samplers.base import Sampler, SampleResult, StepInfo
 from genlab.samplers.grids import make_grid
 from genlab.samplers.registry import get_sampler
-from genlab.utils import randn_per_sample
+from genlab.utils import check_finite, randn_per_sample
 
 __all__ = ["sample"]
+
+
+def _check_request(field: Field, *, n: Any, shape: Any, x_init: Any, seed: Any, device: Any,
+                   dtype: Any) -> None:
+    """Argument checks of :func:`sample` (ValueError/TypeError naming the argument), before anything runs."""
+    if not isinstance(field, Field):
+        raise TypeError(f"field must be a genlab Field, got {type(field).__name__}")
+    check_sample_dtype(dtype)
+    if n is not None:
+        check_count(n, name="n")
+    if shape is not None:
+        check_shape(shape)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if device is not None:
+        check_device(device)
+    if x_init is not None:
+        if not isinstance(x_init, Tensor) or not x_init.is_floating_point() or x_init.ndim < 1:
+            raise TypeError("x_init must be a floating-point tensor of shape (n, ...)")
+        if x_init.shape[0] == 0:
+            raise ValueError("x_init holds no samples (its first dimension is 0)")
+        check_sample_dtype(x_init.dtype, name="x_init.dtype")
+        check_finite(x_init, name="x_init")
+        check_field_dtype(field, x_init.dtype, name="x_init.dtype")
+    else:
+        check_field_dtype(field, dtype)
 
 
 def sample(
@@ -63,6 +90,7 @@ def sample(
     Returns:
         :class:`SampleResult`.
     """
+    _check_request(field, n=n, shape=shape, x_init=x_init, seed=seed, device=device, dtype=dtype)
     smp = get_sampler(sampler, **sampler_options)
     interpolant = field.interpolant
     if device is None:

@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
+from genlab.checks import check_count, check_device, check_metrics
 from genlab.models import Field
 from genlab.training.checkpoint import CheckpointManager, load_checkpoint
 from genlab.training.components import Components, build_components, make_field
-from genlab.training.config import RunConfig, load_config
+from genlab.training.config import EVAL_METRICS, RunConfig, load_config
 from genlab.training.engines import Engine, resolve_device
 from genlab.training.evaluation import sample_metrics, validation_loss
 from genlab.training.objective import Objective
@@ -43,6 +44,7 @@ def train(
     resume: bool = False,
     hooks: Sequence[Hook] = (),
     engine: Engine | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a run from a config (YAML path, mapping or :class:`RunConfig`).
 
@@ -54,9 +56,15 @@ def train(
         resume: Continue from the run folder's latest checkpoint.
         hooks: Callables run after every step (see :data:`genlab.training.trainer.Hook`).
         engine: Engine to use (default from the config; DDP when launched by torchrun).
+        overwrite: Start afresh in a folder that holds ``config.yaml``/``metrics.jsonl`` of a run without
+            checkpoints (without it such a folder is refused, so nothing of an earlier run is replaced silently).
 
     Returns:
         :class:`~genlab.training.trainer.TrainResult`.
+
+    Raises:
+        FileExistsError: If the folder holds an earlier run's files without a checkpoint (and neither
+            ``resume`` nor ``overwrite`` is set).
     """
     if config is None:
         if not (resume and out is not None):
@@ -70,7 +78,24 @@ def train(
         config = saved
     cfg = load_config(config, overrides=overrides)
     run_dir = cfg.run_dir(out)
+    _refuse_stale_run_dir(run_dir, resume=resume, overwrite=overwrite)
     return Trainer(cfg, run_dir, engine=engine, hooks=hooks).fit(resume=resume)
+
+
+def _refuse_stale_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a fresh run in a folder holding an earlier run's config/metrics but no checkpoint."""
+    if resume or overwrite or not run_dir.is_dir():
+        return
+    ckpts = run_dir / "checkpoints"
+    if ckpts.is_dir() and any(ckpts.glob("*.pt")):
+        return  # the Trainer refuses this case itself (pass resume)
+    found = [n for n in ("config.yaml", "metrics.jsonl") if (run_dir / n).exists()]
+    if found:
+        raise FileExistsError(
+            f"run folder {str(run_dir)!r} already holds {found} of an earlier run (no checkpoint); pass "
+            "overwrite=True (--overwrite) to start afresh and replace them, resume=True (--resume) to restart "
+            "it from step 0 with its config, or choose another out (--out)"
+        )
 
 
 @dataclass
@@ -175,6 +200,7 @@ def sample_run(
     return_trajectory: bool = False,
     ema: bool = True,
     device: str | torch.device = "cpu",
+    overwrite: bool = False,
     **options: Any,
 ) -> RunSamples:
     """Sample a trained run with any registered sampler (defaults from the run's ``sample`` section).
@@ -194,11 +220,29 @@ def sample_run(
         return_trajectory: Keep every state.
         ema: Use the EMA weights (when loading from a folder).
         device: Device (when loading from a folder).
+        overwrite: Replace existing output files (else an existing ``out`` or ``<stem>.pt`` is refused).
         **options: Sampler constructor options (override ``sample.options``).
 
     Returns:
         :class:`RunSamples`.
+
+    Raises:
+        FileExistsError: If an output file exists and ``overwrite`` is false (checked before sampling).
     """
+    for value, name in ((n, "n"), (steps, "steps")):
+        if value is not None:
+            check_count(value, name=name)
+    check_device(device)
+    if out is not None:
+        out = Path(out)
+        if out.suffix not in (".png", ".pt"):
+            raise ValueError(f"out must end with .png or .pt, got {str(out)!r}")
+        existing = [str(p) for p in {out, out.with_suffix(".pt")} if p.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"out={str(out)!r} would replace existing file(s) {sorted(existing)}; pass overwrite=True "
+                "(--overwrite) or choose another out"
+            )
     loaded = load_run(run, ema=ema, device=device)
     scfg = loaded.config.sample
     smp = draw_samples(
@@ -215,9 +259,6 @@ def sample_run(
     )
     files: list[Path] = []
     if out is not None:
-        out = Path(out)
-        if out.suffix not in (".png", ".pt"):
-            raise ValueError(f"out must end with .png or .pt, got {str(out)!r}")
         dump: dict[str, Any] = {
             "x": smp.x.cpu(),
             "nfe": smp.nfe,
@@ -282,7 +323,7 @@ def evaluate(
     sampler: str | None = None,
     steps: int | None = None,
     seed: int | None = None,
-    metrics: Sequence[str] | None = None,
+    metrics: str | Sequence[str] | None = None,
     write: bool = True,
     device: str | torch.device = "cpu",
 ) -> EvalResult:
@@ -294,17 +335,23 @@ def evaluate(
         sampler: Sampler name.
         steps: Grid steps.
         seed: Seed of samples, projections and validation noise.
-        metrics: Subset of ``sw``, ``mmd``, ``energy``, ``val_loss``, ``mse``, ``psnr``.
+        metrics: Subset of ``sw``, ``mmd``, ``energy``, ``val_loss``, ``mse``, ``psnr``: a list, one name
+            or a comma-separated string (an unknown name raises before anything is sampled or written).
         write: Write ``<run>/eval.json``.
         device: Device (when loading from a folder).
 
     Returns:
         :class:`EvalResult`.
     """
+    checked = check_metrics(metrics, EVAL_METRICS)
+    for value, name in ((n, "n"), (steps, "steps")):
+        if value is not None:
+            check_count(value, name=name)
+    check_device(device)
     loaded = load_run(run, device=device)
     cfg = loaded.config
     ecfg, scfg = cfg.eval, cfg.sample
-    names = list(metrics) if metrics is not None else list(ecfg.metrics)
+    names = checked if checked is not None else list(ecfg.metrics)
     seed = ecfg.seed if seed is None else seed
     t0 = time.perf_counter()
     smp = draw_samples(

@@ -425,6 +425,22 @@ def _check_signature(
         )
 
 
+def _check_toy_kwargs(data: DataConfig) -> None:
+    """A 2-D toy (``moons``, ``toy``, ...) passes its extra keys to the toy sampler: check them there."""
+    from genlab.data import toys as _toys
+
+    samplers = getattr(_toys, "_TOYS", {})
+    if data.name == "toy":
+        toy_name = data.kwargs.get("name")
+        extra = {k: v for k, v in data.kwargs.items() if k not in ("name", "n", "seed")}
+    else:
+        toy_name = data.name
+        extra = {k: v for k, v in data.kwargs.items() if k not in ("n", "seed")}
+    key = str(toy_name).replace("8gaussians", "eight_gaussians") if toy_name is not None else None
+    if key in samplers:
+        _check_signature(samplers[key], extra, "data", DataConfig, skip=("n", "generator", "dtype", "device"))
+
+
 def check_components(config: RunConfig) -> None:
     """Check the named components without building data or networks.
 
@@ -452,6 +468,7 @@ def check_components(config: RunConfig) -> None:
     registry = getattr(_datasets, "_REGISTRY", {})
     if config.data.name in registry:
         _check_signature(registry[config.data.name], config.data.kwargs, "data", DataConfig, skip=("dtype",))
+        _check_toy_kwargs(config.data)
     if config.interpolant.name not in INTERPOLANTS:
         raise ConfigError(
             f"interpolant.name: unknown interpolant {config.interpolant.name!r}; choose one of "
@@ -492,3 +509,28 @@ def check_components(config: RunConfig) -> None:
         raise ConfigError(
             f"sample.sampler: unknown sampler {config.sample.sampler!r}; choose one of {samplers}"
         )
+    _check_sample_section(config.sample, interpolant)
+
+
+def _check_sample_section(scfg: SampleConfig, interpolant: Any) -> None:
+    """Build the ``sample`` section's sampler and grid once, so a typo fails at start-up, not mid-training."""
+    from genlab.samplers import get_sampler
+    from genlab.samplers.grids import GRIDS, make_grid
+
+    try:
+        get_sampler(scfg.sampler, **scfg.options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"sample.options: {err}") from None
+    if scfg.grid not in GRIDS:
+        raise ConfigError(f"sample.grid: unknown grid {scfg.grid!r}; choose one of {sorted(GRIDS)}")
+    grid_params = inspect.signature(GRIDS[scfg.grid]).parameters
+    allowed = [k for k in grid_params if k not in ("steps", "interpolant", "device")]
+    unknown = sorted(set(scfg.grid_options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {[f'sample.grid_options.{k}' for k in unknown]}; grid {scfg.grid!r} takes {allowed}"
+        )
+    try:
+        make_grid(scfg.grid, scfg.steps, interpolant, **scfg.grid_options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"sample.grid_options: {err}") from None
