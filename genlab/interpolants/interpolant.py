@@ -195,7 +195,13 @@ class Interpolant:
         return ("velocity", "x1", "x0")
 
     def field_kinds(self) -> tuple[str, ...]:
-        """Kinds a :class:`~genlab.models.Field` on this path may predict (all of :meth:`kinds` by default)."""
+        """Kinds a :class:`~genlab.models.Field` on this path may predict.
+
+        All of :meth:`kinds`, except ``"x0"`` on a bridge (``conditional_source=True``): there x0 is known, so an
+        x0 prediction carries no information to convert from (:meth:`conversion_weights` refuses it).
+        """
+        if self.conditional_source:
+            return tuple(k for k in self.kinds() if k != "x0")
         return self.kinds()
 
     def prediction_shape(self, kind: str, x_t: Tensor) -> torch.Size:

@@ -69,6 +69,12 @@ def test_kinds_is_the_authority_and_unknown_kinds_list_it() -> None:
         two.convert(x, "x1", "score", x, 0.5)
     assert str(two.kinds()) in str(err.value)
     assert rf.check_kind("noise") == "noise"
+    bridge = DiffusionBridge("vp")
+    assert "x0" in bridge.kinds() and "x0" not in bridge.field_kinds()
+    assert bridge.capabilities("x0") is None
+    with pytest.raises(ValueError, match="not defined") as err:
+        Field(lambda x, t, c: x, bridge, "x0")
+    assert str(bridge.field_kinds()) in str(err.value)
 
 
 def test_g_is_a_real_field_kind_on_a_restricted_multimarginal_path() -> None:
@@ -162,7 +168,8 @@ ORDINARY = ("velocity", "x1", "x0", "noise", "score", "drift_fwd", "drift_bwd")
 
 
 def _expected_one_field(base: frozenset[str]) -> dict[str, frozenset[str]]:
-    return {k: base | {"drift"} if k.startswith("drift") else base for k in ORDINARY}
+    kinds = [k for k in ORDINARY if not ("bridge" in base and k == "x0")]  # x0 is known on a bridge: no x0 field
+    return {k: base | {"drift"} if k.startswith("drift") else base for k in kinds}
 
 
 def _expected_two_sided(markov: bool) -> dict[str, frozenset[str]]:
