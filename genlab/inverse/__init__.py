@@ -11,6 +11,7 @@ that can run on a given pair; ``solve`` raises a ``ValueError`` naming what is m
 """
 
 from genlab.inverse import methods, operators, testing
+from genlab.inverse.guided import GuidedField
 from genlab.inverse.methods import (
     DDS,
     DPS,
@@ -51,7 +52,6 @@ from genlab.inverse.registry import (
     register_method,
 )
 from genlab.inverse.solve import SolveResult, solve
-from genlab.inverse.streams import SampleStreams
 
 __all__ = [
     "DDS",
@@ -71,6 +71,7 @@ __all__ = [
     "GMMDenoiser",
     "GaussianNoise",
     "Guidance",
+    "GuidedField",
     "Inpainting",
     "InverseProblem",
     "IterativeOutput",
@@ -80,7 +81,6 @@ __all__ = [
     "Operator",
     "PhaseRetrieval",
     "PiGDM",
-    "SampleStreams",
     "SolveContext",
     "SolveResult",
     "SuperResolution",

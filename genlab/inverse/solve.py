@@ -1,5 +1,9 @@
 """``solve``: one entry point for every inverse-problem method (guided sampling or iterative solver).
 
+Guided sampling runs the registered sampler itself: the method enters it as a
+:class:`~genlab.inverse.guided.GuidedField` (its prediction), a post-step hook (its correction) or a replacement of
+the sampler's one-step transition (:attr:`Guidance.placement`); there is no private sampling loop here.
+
 Example:
     >>> problem = InverseProblem(Inpainting(mask), y, sigma=0.05)          # doctest: +SKIP
     >>> res = solve(problem, prior, "pigdm", steps=100, n_samples=16, seed=0)  # doctest: +SKIP
@@ -16,14 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.inverse.methods import CountedModel, Guidance, IterativeSolver, SolveContext, make_transition
+from genlab.inverse.guided import GuidedField
+from genlab.inverse.methods import CountedModel, Guidance, IterativeSolver, SolveContext
+from genlab.inverse.methods.base import resolve_sampler
 from genlab.inverse.priors import DiffusionPrior
 from genlab.inverse.problem import InverseProblem
 from genlab.inverse.registry import get_method, missing_requirements
-from genlab.inverse.streams import SampleStreams
-from genlab.samplers.base import StepInfo
+from genlab.samplers.base import Sampler, StepInfo
 from genlab.samplers.grids import make_grid
-from genlab.utils import check_finite
+from genlab.utils import NoiseStream
 
 __all__ = ["SolveResult", "solve"]
 
@@ -59,7 +64,7 @@ def solve(
     problem: InverseProblem,
     prior: Any,
     method: str | Guidance | IterativeSolver,
-    sampler: str | None = None,
+    sampler: str | Sampler | None = None,
     steps: int | None = None,
     n_samples: int = 1,
     seed: int | None = None,
@@ -79,19 +84,21 @@ def solve(
         problem: The measurement (one ``y`` shared by all samples, or one per sample).
         prior: A :class:`DiffusionPrior` / :class:`LatentPrior` (or the prior type an iterative solver takes).
         method: Registered name (``genlab.inverse.available_methods()``) or a method instance.
-        sampler: ``"ddim"``, ``"ddpm"`` or ``"euler"`` (default: the method's); must be one the method supports.
+        sampler: Any compatible registered sampler (name or instance; ``"ddpm"`` is ``"ddim"`` with η = 1), default
+            the method's. Compatibility follows from the method's placement and the sampler's contract; an
+            incompatible one is refused with the reason and the list of compatible names.
         steps: Number of grid steps (default: the method's paper default).
         n_samples: Number of samples.
         seed: Seed of a fresh CPU generator (ignored when ``generator`` is given).
-        eta: DDIM η for ``sampler="ddim"`` (default: the method's).
-        generator: Random generator; it seeds one stream per sample (:class:`SampleStreams`), so sample ``i`` does
-            not depend on how many samples are drawn.
+        eta: η of samplers that take one (default for ``"ddim"``: the method's).
+        generator: Random generator; it seeds one :class:`~genlab.utils.NoiseStream` per sample shared by the
+            initial noise, the sampler and the method, so sample ``i`` does not depend on how many are drawn.
         grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``) or explicit increasing times.
         t_start: First time of a named grid (default: the grid's, 0 = pure noise for ``uniform``; > 0 starts
             part-way, SDEdit-style).
         t_end: Last time of a named grid (default: the grid's, 1 for ``uniform``).
-        callback: Called with a :class:`~genlab.samplers.StepInfo` after each step.
-        return_trajectory: Keep the state at every grid time.
+        callback: Called with a :class:`~genlab.samplers.StepInfo` after each step (passed to the sampler).
+        return_trajectory: Keep the state at every grid time (passed to the sampler).
         **kw: The method's hyper-parameters (see its ``DEFAULTS``); an unknown key is an error.
 
     Returns:
@@ -108,6 +115,15 @@ def solve(
     if generator is None and seed is not None:
         generator = torch.Generator().manual_seed(int(seed))
     if isinstance(m, IterativeSolver):
+        refused = {k: v for k, v in (("steps", steps), ("eta", eta), ("callback", callback),
+                                     ("t_start", t_start), ("t_end", t_end)) if v is not None}
+        if return_trajectory:
+            refused["return_trajectory"] = True
+        if not isinstance(grid, str) or grid != "uniform":
+            refused["grid"] = grid
+        if refused:
+            raise ValueError(f"method {m.name!r} is an iterative solver; it takes no {sorted(refused)} (those are "
+                             "options of guided sampling)")
         return _run_iterative(m, problem, prior, sampler, n_samples, seed, generator)
 
     sampler_name = sampler if sampler is not None else m.default_sampler
@@ -116,44 +132,42 @@ def solve(
     missing = missing_requirements(m, problem, prior, sampler_name, eta)
     if missing:
         raise ValueError(f"method {m.name!r} cannot run here; it needs " + "; ".join(missing))
-    transition = make_transition(sampler_name, eta)
+    smp = resolve_sampler(sampler_name, eta)
     n_steps = m.default_steps if steps is None else steps
     if isinstance(grid, str):
         ends = {k: v for k, v in (("t_start", t_start), ("t_end", t_end)) if v is not None}
         times = make_grid(grid, n_steps, prior.interpolant, **ends)
     else:
+        if steps is not None or t_start is not None or t_end is not None:
+            raise ValueError("an explicit grid fixes the steps and its ends; drop steps=, t_start=, t_end=")
         times = make_grid(grid)
     if not bool((times[1:] > times[:-1]).all()):
         raise ValueError("the grid must increase from noise (t ≈ 0) to data (t = 1)")
     times = times.to(problem.y.device)
     prob = problem.expand(n_samples)
-    ctx = SolveContext(problem=prob, prior=prior, model=CountedModel(prior), transition=transition, grid=times,
+    streams = NoiseStream(n_samples, generator) if generator is not None else None
+    ctx = SolveContext(problem=prob, prior=prior, model=CountedModel(prior), transition=smp.step_map(), grid=times,
                        x_shape=tuple(prob.x_shape), state_shape=prior.state_shape(prob.x_shape),
-                       n_samples=n_samples,
-                       generator=SampleStreams(n_samples, generator) if generator is not None else None)
-    trajectory: list[Tensor] | None = [] if return_trajectory else None
+                       n_samples=n_samples, generator=streams)
+    guided = GuidedField(m, ctx)
     start = time.perf_counter()
     with torch.no_grad():
         m.setup(ctx)
-        x = m.init_state(ctx)
-        if trajectory is not None:
-            trajectory.append(x.detach().clone())
-        for i in range(times.numel() - 1):
-            t, t_next = times[i], times[i + 1]
-            pred = m.predict(x, t, ctx)
-            x = m.step(x, t, t_next, pred, ctx).detach()
-            check_finite(x, name=f"{m.name} state after step {i} (t={float(t_next):.4g})")
-            if trajectory is not None:
-                trajectory.append(x.clone())
-            if callback is not None:
-                callback(StepInfo(i=i, t=float(t), t_next=float(t_next), x=x))
-        samples = m.finalize(x, ctx)
+        x_init = m.init_state(ctx)
+    run = smp.sample(guided, x_init, times, generator=streams, callback=callback,
+                     return_trajectory=return_trajectory,
+                     hook=guided.hook if m.placement == "hook" else None,
+                     transition=guided.transition if m.placement == "transition" else None)
+    x = run.x.detach()
+    samples = m.finalize(x, ctx)
     wall = time.perf_counter() - start
     config = {
         "method": m.name,
         "options": m.config(),
-        "sampler": sampler_name,
-        "transition": transition.config(),
+        "sampler": sampler_name if isinstance(sampler_name, str) else smp.name,
+        "sampler_resolved": repr(smp),
+        "placement": m.placement,
+        "transition": ctx.transition.config() if ctx.transition is not None else None,
         "steps": int(times.numel() - 1),
         "grid": grid if isinstance(grid, str) else "explicit",
         "t_start": float(times[0]),
@@ -167,14 +181,14 @@ def solve(
     return SolveResult(samples=samples, nfe=ctx.model.nfe, n_vjp=ctx.model.n_vjp, wall_time=wall,
                        diagnostics=ctx.diagnostics, config=config, n_jvp=ctx.model.n_jvp,
                        latents=x if isinstance(prior, DiffusionPrior) and prior.is_latent else None,
-                       trajectory=trajectory)
+                       trajectory=run.trajectory)
 
 
 def _run_iterative(
     m: IterativeSolver,
     problem: InverseProblem,
     prior: Any,
-    sampler: str | None,
+    sampler: str | Sampler | None,
     n_samples: int,
     seed: int | None,
     generator: torch.Generator | None,

@@ -31,7 +31,7 @@ from genlab.samplers.dpm_solver import (
 from genlab.samplers.grids import GRIDS, explicit, karras, log_snr, make_grid, power, uniform
 from genlab.samplers.implicit import DDIM, IADB
 from genlab.samplers.likelihood import LikelihoodResult, log_likelihood
-from genlab.samplers.noise import NoiseStream
+from genlab.samplers.multistep import MultistepTable, MultistepTableSampler, TableSampler
 from genlab.samplers.ode import RK4, ButcherTableau, Euler, Heun, Midpoint, RungeKutta
 from genlab.samplers.registry import (
     SAMPLERS,
@@ -42,6 +42,8 @@ from genlab.samplers.registry import (
 )
 from genlab.samplers.sde import EDMChurn, EulerMaruyama, StochasticHeun, diffusion_coefficient
 from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
+from genlab.samplers.steps import STEPS, DDIMStep, DDPMStep, EulerStep, Step, make_step
+from genlab.utils import NoiseStream
 
 __all__ = [
     "ADAPTIVE_METHODS",
@@ -55,11 +57,14 @@ __all__ = [
     "IPNDM",
     "RK4",
     "SAMPLERS",
+    "STEPS",
     "BDIALatent",
     "ButcherTableau",
     "CountingField",
     "DBIMHighOrder",
     "DDBMHeun",
+    "DDIMStep",
+    "DDPMStep",
     "DEISLogRho",
     "DEISRhoAB",
     "DEISRhoRK",
@@ -75,18 +80,23 @@ __all__ = [
     "EditResult",
     "Euler",
     "EulerMaruyama",
+    "EulerStep",
     "Heun",
     "KDiffusionSampler",
     "LikelihoodResult",
     "Midpoint",
+    "MultistepTable",
+    "MultistepTableSampler",
     "NoiseStream",
     "Prediction",
     "RungeKutta",
     "SampleResult",
     "Sampler",
     "SemilinearGrid",
+    "Step",
     "StepInfo",
     "StochasticHeun",
+    "TableSampler",
     "TransferMap",
     "available_samplers",
     "bdia_edit",
@@ -101,6 +111,7 @@ __all__ = [
     "log_likelihood",
     "log_snr",
     "make_grid",
+    "make_step",
     "ode",
     "power",
     "register_prefix",

@@ -13,14 +13,16 @@ from genlab.models.field import Field
 from genlab.samplers.base import Sampler, SampleResult, StepInfo
 from genlab.samplers.grids import make_grid
 from genlab.samplers.registry import get_sampler
-from genlab.utils import check_finite, randn_per_sample
+from genlab.utils import NoiseStream, check_finite, randn_per_sample
 
 __all__ = ["sample"]
 
 
 def _check_request(field: Field, *, n: Any, shape: Any, x_init: Any, seed: Any, device: Any,
-                   dtype: Any) -> None:
-    """Argument checks of :func:`sample` (ValueError/TypeError naming the argument), before anything runs."""
+                   dtype: Any) -> torch.device | None:
+    """Argument checks of :func:`sample` (ValueError/TypeError naming the argument), before anything runs.
+
+    Returns the checked device (``"auto"`` resolved), or ``None`` when none was given."""
     if not isinstance(field, Field):
         raise TypeError(f"field must be a genlab Field, got {type(field).__name__}")
     check_sample_dtype(dtype)
@@ -30,8 +32,7 @@ def _check_request(field: Field, *, n: Any, shape: Any, x_init: Any, seed: Any, 
         check_shape(shape)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an integer, got {seed!r}")
-    if device is not None:
-        check_device(device)
+    checked_device = check_device(device) if device is not None else None
     if x_init is not None:
         if not isinstance(x_init, Tensor) or not x_init.is_floating_point() or x_init.ndim < 1:
             raise TypeError("x_init must be a floating-point tensor of shape (n, ...)")
@@ -42,6 +43,7 @@ def _check_request(field: Field, *, n: Any, shape: Any, x_init: Any, seed: Any, 
         check_field_dtype(field, x_init.dtype, name="x_init.dtype")
     else:
         check_field_dtype(field, dtype)
+    return checked_device
 
 
 def sample(
@@ -79,7 +81,9 @@ def sample(
             Gaussian source; the known source ``cond`` for a bridge).
         cond: Conditioning (bridges: the known source x0).
         seed: Seed of a fresh generator (ignored when ``generator`` is given).
-        generator: Random generator for the initial noise and stochastic samplers.
+        generator: Random generator for the initial noise and stochastic samplers. With ``n`` samples drawn here it
+            seeds one :class:`~genlab.utils.NoiseStream` per sample that gives the initial noise and every later
+            draw of the sampler, so ``sample(..., n=100).x[:10]`` equals ``sample(..., n=10).x``.
         device: Device of the initial state (default: ``cond``'s, else the field parameters', else CPU).
         dtype: Dtype of the initial state.
         callback: Called after each step.
@@ -90,7 +94,7 @@ def sample(
     Returns:
         :class:`SampleResult`.
     """
-    _check_request(field, n=n, shape=shape, x_init=x_init, seed=seed, device=device, dtype=dtype)
+    device = _check_request(field, n=n, shape=shape, x_init=x_init, seed=seed, device=device, dtype=dtype)
     smp = get_sampler(sampler, **sampler_options)
     interpolant = field.interpolant
     if device is None:
@@ -112,6 +116,8 @@ def sample(
         elif interpolant.gaussian_source:
             if n is None or shape is None:
                 raise ValueError("pass n= and shape= (or x_init=) to sample a Gaussian-source path")
+            if generator is not None:
+                generator = NoiseStream(int(n), generator)
             noise = randn_per_sample((int(n), *shape), generator=generator, device=device, dtype=dtype)
             x_init = interpolant.init_scale(times[0], noise).reshape(-1, *([1] * len(shape))) * noise
         else:

@@ -1,9 +1,15 @@
 """The sampler contract: one signature for every sampler, NFE counted by wrapping the field.
 
-``sampler.sample(field, x_init, grid, *, cond=None, generator=None, callback=None, return_trajectory=False)``
-returns a :class:`SampleResult`. Samplers never build their own grid (they receive one from
-:mod:`genlab.samplers.grids`), declare what structure they need in :attr:`Sampler.requires`, and check it before
-the first model call.
+``sampler.sample(field, x_init, grid, *, cond=None, generator=None, callback=None, return_trajectory=False,
+grad=False, hook=None, transition=None)`` returns a :class:`SampleResult`. Samplers never build their own grid (they
+receive one from :mod:`genlab.samplers.grids`), declare what structure they need in :attr:`Sampler.requires`, and
+check it before the first model call.
+
+The step engine: every loop reports each step through :meth:`Sampler._report`, which applies an optional post-step
+``hook`` (guidance corrections such as DPS's, :mod:`genlab.inverse`); samplers whose step is one evaluation and one
+:class:`~genlab.samplers.steps.Step` (DDIM, IADB, Euler) expose it as :meth:`Sampler.step_map` and accept a
+``transition`` that replaces it (guidance methods that re-shape the transition: STSL, Dreamguider, DDS).
+``grad=True`` lets gradients flow through the run (otherwise it runs under ``torch.no_grad``).
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from genlab.interpolants.interpolant import Interpolant
+from genlab.interpolants.interpolant import CAPABILITIES, Interpolant
 from genlab.models.field import Field
-from genlab.utils import check_finite
+from genlab.samplers.steps import Step
+from genlab.utils import NoiseStream, RandomSource, check_finite
 
 __all__ = [
     "CAPABILITIES",
@@ -26,25 +33,16 @@ __all__ = [
     "Prediction",
     "SampleResult",
     "Sampler",
+    "StepHook",
     "StepInfo",
+    "Transition",
     "capabilities",
 ]
 
-#: Structures a sampler can require of a path.
-CAPABILITIES: dict[str, str] = {
-    "velocity": "a PF-ODE velocity (every path with a determined conversion to 'velocity')",
-    "drift": "a field that predicts an SDE drift (drift_fwd / drift_bwd) itself",
-    "score": "a score, i.e. a path with Gaussian noise (Gaussian source or gamma > 0)",
-    "implicit": "re-noising with predicted ends (Interpolant.implicit_step)",
-    "markov": "a Markovian (eta > 0) implicit step (Gaussian source, DDBM bridge or Brownian bridge)",
-    "semilinear": "exponential-integrator structure (Gaussian source, or a bridge with known x0)",
-    "gaussian_source": "a Gaussian source x0 ~ N(0, I) (diffusion / flow matching from noise)",
-    "bridge": "a bridge path whose field is conditioned on a known x0 (DDBM/DBIM)",
-}
-
-
 def capabilities(interpolant: Interpolant, field_kind: str | None = None) -> set[str]:
-    """The structures ``interpolant`` offers (keys of :data:`CAPABILITIES`).
+    """The structures ``interpolant`` offers a field of ``field_kind`` (keys of :data:`CAPABILITIES`).
+
+    A thin call to :meth:`genlab.interpolants.Interpolant.capabilities`, the one place the rule lives.
 
     Args:
         interpolant: The path.
@@ -52,33 +50,9 @@ def capabilities(interpolant: Interpolant, field_kind: str | None = None) -> set
             what that one field determines).
 
     Returns:
-        A set of capability names.
+        A set of capability names (empty when no field of that kind lives on the path).
     """
-    hook = getattr(interpolant, "capabilities", None)
-    if callable(hook):
-        own = hook(field_kind)
-        if own is not None:
-            return set(own)
-    caps: set[str] = set()
-    single_ok = len(interpolant.unknowns) <= 2  # one field + x_t determines every kind
-    if single_ok or field_kind == "velocity":
-        caps.add("velocity")  # a velocity field needs no conversion, even on a two-sided path
-    if field_kind in ("drift_fwd", "drift_bwd"):
-        caps.add("drift")
-    if interpolant.has_noise and single_ok:
-        caps |= {"score", "implicit"}
-    if not interpolant.has_noise and single_ok:
-        caps.add("implicit")
-    if interpolant.gaussian_source:
-        caps |= {"gaussian_source", "markov"}
-    if interpolant.conditional_source:
-        caps.add("bridge")
-    if interpolant.has_noise and (interpolant.gaussian_source or interpolant.conditional_source):
-        caps.add("semilinear")
-    if interpolant.schedule.markov_omega(torch.tensor([0.25], dtype=torch.float64),
-                                         torch.tensor([0.5], dtype=torch.float64)) is not None:
-        caps.add("markov")
-    return caps
+    return set(interpolant.capabilities(field_kind) or ())
 
 
 @dataclass
@@ -98,6 +72,13 @@ class StepInfo:
     t_next: float
     x: Tensor
     x1_hat: Tensor | None = None
+
+
+#: A post-step hook: called with the :class:`StepInfo` of each step, returns the corrected state (or ``None``).
+StepHook = Callable[[StepInfo], "Tensor | None"]
+
+#: A replacement transition ``(x, t, t_next, pred, noise) -> x_next`` for samplers with a :meth:`Sampler.step_map`.
+Transition = Callable[[Tensor, Tensor, Tensor, "Prediction", "NoiseStream"], Tensor]
 
 
 @dataclass
@@ -207,6 +188,15 @@ class Sampler(ABC):
         """Documented number of network evaluations for a grid of ``steps`` steps (``None`` if adaptive)."""
         return steps
 
+    def step_map(self) -> Step | None:
+        """The sampler's one-step transition when each step is one evaluation and one :class:`Step` (else ``None``)."""
+        return None
+
+    @property
+    def reports_steps(self) -> bool:
+        """Whether the loop reports every grid step (so post-step hooks run); adaptive and external loops do not."""
+        return self.expected_nfe(4) is not None
+
     def check(self, field: Field) -> None:
         """Raise a ``ValueError`` naming what is missing when ``field``'s path lacks a required structure."""
         if not isinstance(field, Field):
@@ -243,6 +233,9 @@ class Sampler(ABC):
         generator: torch.Generator | None = None,
         callback: Callable[[StepInfo], None] | None = None,
         return_trajectory: bool = False,
+        grad: bool = False,
+        hook: StepHook | None = None,
+        transition: Transition | None = None,
     ) -> SampleResult:
         """Integrate from ``x_init`` at ``grid[0]`` along ``grid``.
 
@@ -251,13 +244,23 @@ class Sampler(ABC):
             x_init: Initial state at ``grid[0]``.
             grid: Times ``(N+1,)`` from :mod:`genlab.samplers.grids`; increasing to generate, decreasing to encode.
             cond: Conditioning (for bridges: the known source x0).
-            generator: Random generator for stochastic samplers (noise drawn per sample).
+            generator: Random generator for stochastic samplers (noise drawn per sample), or a
+                :class:`~genlab.utils.NoiseStream` to continue (sample ``i`` then depends only on the seed and ``i``).
             callback: Called with a :class:`StepInfo` after each step.
             return_trajectory: Keep the state at every grid point.
+            grad: Let gradients flow through the run (default: ``torch.no_grad``).
+            hook: Post-step hook ``StepInfo -> Tensor | None``: the returned state replaces the step's result.
+            transition: Replacement of the sampler's :meth:`step_map`, ``(x, t, t_next, pred, noise) -> x_next``.
 
         Returns:
             :class:`SampleResult`.
         """
+        if hook is not None and not self.reports_steps:
+            raise ValueError(f"sampler {self.name!r} does not report each grid step, so a post-step hook cannot run "
+                             "with it; use a fixed-step sampler")
+        if transition is not None and self.step_map() is None:
+            raise ValueError(f"sampler {self.name!r} has no replaceable one-step transition (its steps are not one "
+                             "evaluation and one Step); use 'ddim' or 'euler'")
         self.check(field)
         grid = self.check_grid(grid).to(device=x_init.device,
                                         dtype=torch.float64 if x_init.device.type != "mps" else torch.float32)
@@ -271,9 +274,13 @@ class Sampler(ABC):
                                  f"{tuple(x_init.shape)}")
         counted = CountingField(field)
         trajectory: list[Tensor] | None = [x_init] if return_trajectory else None
-        with torch.no_grad():
-            x, aux = self._sample(counted, x_init, grid, cond=cond, generator=generator, callback=callback,
-                                  trajectory=trajectory)
+        self._hook, self._transition = hook, transition
+        try:
+            with torch.set_grad_enabled(grad):
+                x, aux = self._sample(counted, x_init, grid, cond=cond, generator=generator, callback=callback,
+                                      trajectory=trajectory)
+        finally:
+            self._hook, self._transition = None, None
         return SampleResult(x=x, nfe=counted.nfe, grid=aux.pop("grid", grid), trajectory=trajectory, aux=aux)
 
     @abstractmethod
@@ -284,26 +291,74 @@ class Sampler(ABC):
         grid: Tensor,
         *,
         cond: Any | None,
-        generator: torch.Generator | None,
+        generator: RandomSource,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
         """Run the method; append each new state to ``trajectory`` when it is a list. Returns ``(x, aux)``."""
 
-    @staticmethod
+    def _step_loop(
+        self,
+        field: CountingField,
+        x: Tensor,
+        grid: Tensor,
+        step: Step,
+        *,
+        cond: Any | None,
+        generator: RandomSource,
+        callback: Callable[[StepInfo], None] | None,
+        trajectory: list[Tensor] | None,
+    ) -> Tensor:
+        """The loop of a sampler whose step is one evaluation and one :class:`Step` (or the run's ``transition``).
+
+        Fresh noise comes from one per-sample :class:`~genlab.utils.NoiseStream`; the sampler's own step adds none
+        on the last grid step.
+        """
+        interp = field.interpolant
+        n = grid.numel() - 1
+        advance = getattr(self, "_transition", None)
+        noise = NoiseStream(x, generator) if (step.stochastic or advance is not None) else None
+        for i in range(n):
+            s, t = grid[i], grid[i + 1]
+            pred = field.evaluate(x, s, cond)
+            x1_hat = None
+            if advance is not None:
+                x = advance(x, s, t, pred, noise)
+            else:
+                # a Gaussian source's noise estimate is re-derived from x_s inside the step: skip converting it
+                x0_hat, x1_hat = (None, pred("x1")) if interp.gaussian_source else pred.endpoints()
+                x = step.step(interp, x, s, t, x1_hat, x0_hat=x0_hat, generator=noise, fresh_noise=i < n - 1)
+            x = self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
+        return x
+
     def _report(
+        self,
         i: int,
         grid: Tensor,
         x: Tensor,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
         x1_hat: Tensor | None = None,
-    ) -> None:
-        """Record step ``i`` (from ``grid[i]`` to ``grid[i+1]``)."""
+    ) -> Tensor:
+        """Record step ``i`` (from ``grid[i]`` to ``grid[i+1]``) after applying the run's post-step hook.
+
+        Returns:
+            The (possibly corrected) state. The correction is also written into ``x`` in place when ``x`` is not part
+            of an autograd graph, so a loop that ignores the return value still continues from it.
+        """
+        hook = getattr(self, "_hook", None)
+        if hook is not None:
+            new = hook(StepInfo(i=i, t=float(grid[i]), t_next=float(grid[i + 1]), x=x, x1_hat=x1_hat))
+            if new is not None:
+                if x.requires_grad:
+                    x = new
+                else:
+                    x.copy_(new)
         if trajectory is not None:
             trajectory.append(x)
         if callback is not None:
             callback(StepInfo(i=i, t=float(grid[i]), t_next=float(grid[i + 1]), x=x, x1_hat=x1_hat))
+        return x
 
     def __repr__(self) -> str:
         params = {k: v for k, v in vars(self).items() if not k.startswith("_")}

@@ -41,6 +41,7 @@ from genlab.samplers.base import (
     capabilities,
 )
 from genlab.samplers.registry import register_sampler
+from genlab.samplers.steps import DDIMStep, euler_update, heun_update
 from genlab.utils import check_finite
 
 __all__ = [
@@ -57,6 +58,9 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------- one-step maps
+# The transfer maps are the step engine's maps (genlab.samplers.steps) in BDIA's (field, pred, x, t, u, cond) form.
+_DDIM0 = DDIMStep(0.0)
+
 @runtime_checkable
 class TransferMap(Protocol):
     """A one-step map Φ(x; t → u) that uses the evaluation at (x, t) and, optionally, more evaluations.
@@ -83,7 +87,7 @@ class DDIMTransfer:
     def __call__(self, field: CountingField, pred: Prediction, x: Tensor, t: Tensor, u: Tensor,
                  cond: Any | None) -> Tensor:
         x0_hat, x1_hat = pred.endpoints()
-        return field.interpolant.implicit_step(x, t, u, x0_hat, x1_hat)
+        return _DDIM0.step(field.interpolant, x, t, u, x1_hat, x0_hat=x0_hat)
 
     def __repr__(self) -> str:
         return "DDIMTransfer()"
@@ -97,7 +101,7 @@ class EulerTransfer:
 
     def __call__(self, field: CountingField, pred: Prediction, x: Tensor, t: Tensor, u: Tensor,
                  cond: Any | None) -> Tensor:
-        return x + (u - t).to(x.dtype) * pred("velocity")
+        return euler_update(x, t, u, pred("velocity"))
 
     def __repr__(self) -> str:
         return "EulerTransfer()"
@@ -111,11 +115,7 @@ class HeunTransfer:
 
     def __call__(self, field: CountingField, pred: Prediction, x: Tensor, t: Tensor, u: Tensor,
                  cond: Any | None) -> Tensor:
-        h = (u - t).to(x.dtype)
-        d = pred("velocity")
-        x_pred = x + h * d
-        d2 = field.evaluate(x_pred, u, cond)("velocity")
-        return x + h * (d + d2) / 2
+        return heun_update(field, pred("velocity"), x, t, u, cond)
 
     def __repr__(self) -> str:
         return "HeunTransfer()"
@@ -245,7 +245,7 @@ class BDIA(Sampler):
                 fwd, bwd, _ = self._maps(field, x, grid, i, cond, backward=True)
                 x_new = fwd + self.gamma * (x_prev - bwd)
             x_prev, x = x, x_new
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x_prev, x
 
     def _sample(

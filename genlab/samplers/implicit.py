@@ -1,4 +1,4 @@
-"""Implicit samplers: DDIM(η) and IADB, both one call to :meth:`Interpolant.implicit_step` per grid step.
+"""Implicit samplers: DDIM(η) and IADB, both one :class:`~genlab.samplers.steps.DDIMStep` per grid step.
 
 The implicit step keeps the predicted ends ``(x̂0, x̂1)`` of one network evaluation and re-noises to the next time:
 ``x_t = Σ_{j≠noise} c_j(t) x̂_j + √(n_t² − ω²)·ê + ω ξ`` with the noise estimate ê recovered from ``x_s``.
@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from genlab.models.field import Field
 from genlab.samplers.base import CAPABILITIES, CountingField, Sampler, StepInfo, capabilities
-from genlab.samplers.noise import NoiseStream
 from genlab.samplers.registry import register_sampler
+from genlab.samplers.steps import DDIMStep, Step
+from genlab.utils import RandomSource
 
 __all__ = ["DDIM", "IADB", "require_capabilities"]
 
@@ -67,6 +67,9 @@ class DDIM(Sampler):
         if self.eta > 0:
             require_capabilities(self, field, {"markov"}, why=f"with eta={self.eta}")
 
+    def step_map(self) -> Step:
+        return DDIMStep(self.eta)
+
     def _sample(
         self,
         field: CountingField,
@@ -74,27 +77,14 @@ class DDIM(Sampler):
         grid: Tensor,
         *,
         cond: Any | None,
-        generator: torch.Generator | None,
+        generator: RandomSource,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
-        interp = field.interpolant
-        n = grid.numel() - 1
         if self.eta > 0 and not bool(grid[-1] > grid[0]):
             raise ValueError("DDIM with eta > 0 only generates (increasing grid); encode with eta=0")
-        noise = NoiseStream(x, generator) if self.eta > 0 else None
-        for i in range(n):
-            s, t = grid[i], grid[i + 1]
-            pred = field.evaluate(x, s, cond)
-            # a Gaussian source's noise estimate is re-derived from x_s inside implicit_step: skip converting it
-            x0_hat, x1_hat = (None, pred("x1")) if interp.gaussian_source else pred.endpoints()
-            omega: Tensor | float = 0.0
-            xi = None
-            if noise is not None and i < n - 1:
-                omega = self.eta * interp.markov_omega(s, t, x)
-                xi = noise()
-            x = interp.implicit_step(x, s, t, x0_hat, x1_hat, omega=omega, xi=xi)
-            self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
+        x = self._step_loop(field, x, grid, self.step_map(), cond=cond, generator=generator, callback=callback,
+                            trajectory=trajectory)
         return x, {}
 
 
@@ -113,6 +103,9 @@ class IADB(Sampler):
     name: ClassVar[str] = "iadb"
     requires: ClassVar[frozenset[str]] = frozenset({"implicit"})
 
+    def step_map(self) -> Step:
+        return DDIMStep(0.0)
+
     def _sample(
         self,
         field: CountingField,
@@ -120,16 +113,10 @@ class IADB(Sampler):
         grid: Tensor,
         *,
         cond: Any | None,
-        generator: torch.Generator | None,
+        generator: RandomSource,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
-        interp = field.interpolant
-        for i in range(grid.numel() - 1):
-            s, t = grid[i], grid[i + 1]
-            pred = field.evaluate(x, s, cond)
-            # a Gaussian source's noise estimate is re-derived from x_s inside implicit_step: skip converting it
-            x0_hat, x1_hat = (None, pred("x1")) if interp.gaussian_source else pred.endpoints()
-            x = interp.implicit_step(x, s, t, x0_hat, x1_hat)
-            self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
+        x = self._step_loop(field, x, grid, self.step_map(), cond=cond, generator=generator, callback=callback,
+                            trajectory=trajectory)
         return x, {}

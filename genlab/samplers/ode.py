@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from genlab.samplers.base import CountingField, Sampler, StepInfo
 from genlab.samplers.registry import register_sampler
+from genlab.samplers.steps import EulerStep, Step, euler_update, heun_update
+from genlab.utils import RandomSource
 
 __all__ = ["RK4", "ButcherTableau", "Euler", "Heun", "Midpoint", "RungeKutta"]
 
@@ -64,7 +65,7 @@ class RungeKutta(Sampler):
         grid: Tensor,
         *,
         cond: Any | None,
-        generator: torch.Generator | None,
+        generator: RandomSource,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
@@ -81,7 +82,7 @@ class RungeKutta(Sampler):
             for s, b_s in enumerate(tab.b):
                 if b_s != 0.0:
                     x = x + (h * b_s).to(x.dtype) * ks[s]
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}
 
 
@@ -93,6 +94,27 @@ class Euler(RungeKutta):
 
     def __init__(self) -> None:
         super().__init__(ButcherTableau([[0.0]], [1.0], [0.0]))
+
+    def step_map(self) -> Step:
+        return EulerStep()
+
+    def _sample(
+        self,
+        field: CountingField,
+        x: Tensor,
+        grid: Tensor,
+        *,
+        cond: Any | None,
+        generator: RandomSource,
+        callback: Callable[[StepInfo], None] | None,
+        trajectory: list[Tensor] | None,
+    ) -> tuple[Tensor, dict[str, Any]]:
+        if getattr(self, "_transition", None) is not None:  # a guided run replaced the step
+            x = self._step_loop(field, x, grid, self.step_map(), cond=cond, generator=generator, callback=callback,
+                                trajectory=trajectory)
+            return x, {}
+        return super()._sample(field, x, grid, cond=cond, generator=generator, callback=callback,
+                               trajectory=trajectory)
 
 
 @register_sampler
@@ -145,20 +167,17 @@ class Heun(Sampler):
         grid: Tensor,
         *,
         cond: Any | None,
-        generator: torch.Generator | None,
+        generator: RandomSource,
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
         n = grid.numel() - 1
         for i in range(n):
             t, t_next = grid[i], grid[i + 1]
-            h = (t_next - t).to(x.dtype)
             d = field.predict(x, t, "velocity", cond)
-            x_pred = x + h * d
             if self.final_euler and i == n - 1:
-                x = x_pred
+                x = euler_update(x, t, t_next, d)
             else:
-                d2 = field.predict(x_pred, t_next, "velocity", cond)
-                x = x + h * (d + d2) / 2
-            self._report(i, grid, x, callback, trajectory)
+                x = heun_update(field, d, x, t, t_next, cond)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}

@@ -37,13 +37,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from genlab.interpolants.interpolant import Interpolant
+from genlab.interpolants.interpolant import DRIFT_SIGNS, Interpolant
 from genlab.interpolants.schedules import DDBMSchedule
 from genlab.models.field import Field
 from genlab.samplers.base import CountingField, Prediction, Sampler, StepInfo, capabilities
-from genlab.samplers.noise import NoiseStream
 from genlab.samplers.registry import register_sampler
-from genlab.samplers.semilinear import time_of_lam
+from genlab.utils import NoiseStream
 
 __all__ = [
     "EPS_NAMES",
@@ -60,7 +59,7 @@ EpsSpec = float | Callable[[Tensor], Tensor | float] | str | None
 #: Named diffusion coefficients.
 EPS_NAMES: tuple[str, ...] = ("noise_sq", "score_sde")
 
-_DRIFTS = ("drift_fwd", "drift_bwd")
+_DRIFTS = tuple(DRIFT_SIGNS)  # the SDE-drift kinds, from the interpolant vocabulary
 
 
 def diffusion_coefficient(eps: float | Callable[[Tensor], Tensor | float] | str, interpolant: Interpolant,
@@ -196,9 +195,7 @@ class _SDEBase(Sampler):
         v = pred("velocity")
         if float(eps_t) == 0.0:
             return v
-        s = pred("score")
-        e = eps_t.to(v.dtype)
-        return v + e * s if forward else v - e * s
+        return pred.field.interpolant.sde_drift(v, pred("score"), eps_t, forward=forward)
 
 
 @register_sampler
@@ -308,7 +305,7 @@ def sigma_to_time(interpolant: Interpolant, sigma: Tensor, *, t_max: Tensor | fl
     """The time where the noise-to-signal ratio σ = α/β = e^{−λ} of a Gaussian-source path equals ``sigma``.
 
     Searches [0, ``t_max``] (σ decreases in t); ratios above σ(0) give 0. Uses the schedule's closed-form
-    ``snr_inverse`` when it has one, else bisection on λ(t).
+    ``snr_inverse`` when it has one, else bisection on λ(t) (:meth:`Interpolant.time_at_lam`).
 
     Args:
         interpolant: Gaussian-source path.
@@ -318,12 +315,7 @@ def sigma_to_time(interpolant: Interpolant, sigma: Tensor, *, t_max: Tensor | fl
     Returns:
         Times (float64), same shape as ``sigma``.
     """
-    lam = -torch.log(sigma)
-    inv = getattr(interpolant.schedule, "snr_inverse", None)
-    if inv is not None and interpolant.gaussian_source:
-        t = inv(2 * lam)
-    else:
-        t = time_of_lam(interpolant, lam, torch.zeros_like(lam), torch.full_like(lam, float(t_max))).to(lam.device)
+    t = interpolant.time_at_lam(-torch.log(sigma), t_lo=0.0, t_hi=float(t_max))
     return t.clamp(0.0, float(t_max))
 
 

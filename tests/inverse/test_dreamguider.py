@@ -8,8 +8,9 @@ import torch
 
 from genlab.interpolants.presets import RectifiedFlow, VPDiffusion
 from genlab.inverse import DiffuseAugment, DiffusionPrior, DoGScale, Dreamguider, solve, testing
-from genlab.inverse.methods import DDPM, CountedModel, SolveContext
+from genlab.inverse.methods import CountedModel, SolveContext
 from genlab.inverse.methods.dreamguider import time_factor
+from genlab.samplers.steps import DDPMStep as DDPM
 
 
 def _setup(seed: int = 0, interp=None):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genlab.utils import randn_per_sample
-
 from genlab.interpolants.presets import RectifiedFlow, VEDiffusion, VPDiffusion
 from genlab.inverse import DenseOperator, DiffusionPrior, InverseProblem, solve, testing
-from genlab.inverse.methods import DDIM, DDPM, EulerODE, make_transition
+from genlab.samplers.steps import DDIMStep as DDIM
+from genlab.samplers.steps import DDPMStep as DDPM
+from genlab.samplers.steps import EulerStep as EulerODE
+from genlab.samplers.steps import make_step as make_transition
+from genlab.utils import randn_per_sample
 
 PATHS = [VPDiffusion(), RectifiedFlow(), VEDiffusion(sigma_min=0.01, sigma_max=30.0)]
 

@@ -8,7 +8,8 @@ import torch
 
 from genlab.interpolants.presets import RectifiedFlow, VEDiffusion, VPDiffusion
 from genlab.inverse import DiffusionPrior, PiGDM, solve, testing
-from genlab.inverse.methods import DDIM, CountedModel, SolveContext
+from genlab.inverse.methods import CountedModel, SolveContext
+from genlab.samplers.steps import DDIMStep as DDIM
 
 PATHS = [VPDiffusion(), RectifiedFlow(), VEDiffusion(sigma_min=0.01, sigma_max=30.0)]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genlab.utils import randn_per_sample
-
 from genlab.inverse import DenseOperator, Inpainting, InverseProblem, PhaseRetrieval
+from genlab.utils import randn_per_sample
 
 
 def _dense(gen: torch.Generator) -> DenseOperator:

@@ -29,8 +29,9 @@ from genlab.inverse import (
     solve,
     testing,
 )
-from genlab.inverse.methods import DDIM, CountedModel, SolveContext, solve_gram
+from genlab.inverse.methods import CountedModel, SolveContext, solve_gram
 from genlab.models import LinearAutoEncoder
+from genlab.samplers.steps import DDIMStep as DDIM
 
 
 @pytest.fixture(scope="module")

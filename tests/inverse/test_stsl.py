@@ -22,9 +22,10 @@ from genlab.inverse import (
     solve,
     testing,
 )
-from genlab.inverse.methods import DDPM, CountedModel, SolveContext, draw_probe, hutchinson_trace
+from genlab.inverse.methods import CountedModel, SolveContext, draw_probe, hutchinson_trace
 from genlab.models import AutoEncoder, LinearAutoEncoder
 from genlab.models.field import Field
+from genlab.samplers.steps import DDPMStep as DDPM
 
 
 def _score_fn(prior: DiffusionPrior, t: float):

@@ -2,12 +2,16 @@
 
 from genlab.inverse.methods.augment import AUGMENT_OPS, AugmentParams, DiffuseAugment
 from genlab.inverse.methods.base import (
+    PLACEMENTS,
+    SAMPLER_ALIASES,
     CountedModel,
     Guidance,
+    GuideOutput,
     IterativeOutput,
     IterativeSolver,
     SolveContext,
     condition_prediction,
+    resolve_sampler,
     solve_gram,
 )
 from genlab.inverse.methods.dds import DDS
@@ -16,38 +20,31 @@ from genlab.inverse.methods.dreamguider import DoGScale, Dreamguider, time_facto
 from genlab.inverse.methods.hutchinson import ESTIMATORS, PROBES, draw_probe, hutchinson_trace
 from genlab.inverse.methods.pigdm import PiGDM
 from genlab.inverse.methods.stsl import STSL
-from genlab.inverse.methods.transitions import DDIM, DDPM, TRANSITIONS, EulerODE, Transition, make_transition
-from genlab.inverse.streams import SampleStreams, rand_per_sample, randn_like
 
 __all__ = [
     "AUGMENT_OPS",
-    "DDIM",
-    "DDPM",
     "DDS",
     "DPS",
     "ESTIMATORS",
+    "PLACEMENTS",
     "PROBES",
+    "SAMPLER_ALIASES",
     "STSL",
-    "TRANSITIONS",
     "AugmentParams",
     "CountedModel",
     "DiffuseAugment",
     "DoGScale",
     "Dreamguider",
-    "EulerODE",
     "Guidance",
+    "GuideOutput",
     "IterativeOutput",
     "IterativeSolver",
     "PiGDM",
-    "SampleStreams",
     "SolveContext",
-    "Transition",
     "condition_prediction",
     "draw_probe",
     "hutchinson_trace",
-    "make_transition",
-    "rand_per_sample",
-    "randn_like",
+    "resolve_sampler",
     "solve_gram",
     "time_factor",
 ]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from genlab.inverse.streams import SampleStreams, rand_per_sample
+from genlab.utils import RandomSource, rand_per_sample
 
 __all__ = ["AUGMENT_OPS", "AugmentParams", "DiffuseAugment"]
 
@@ -77,7 +77,7 @@ class DiffuseAugment:
         is_image = like.ndim == 4
         return tuple(o for o in self.ops if is_image or o not in _IMAGE_ONLY)
 
-    def sample(self, like: Tensor, *, generator: torch.Generator | SampleStreams | None = None) -> AugmentParams:
+    def sample(self, like: Tensor, *, generator: RandomSource = None) -> AugmentParams:
         """Draw the parameters of one augmentation for a batch shaped like ``like``.
 
         Args:
@@ -90,7 +90,7 @@ class DiffuseAugment:
         b, dev = like.shape[0], like.device
 
         def rand(*shape: int) -> Tensor:  # shape[0] is the batch
-            return rand_per_sample(b, shape[1:], generator, device=dev)
+            return rand_per_sample((b, *shape[1:]), generator=generator, device=dev)
 
         ops = self.applicable(like)
         vals: dict[str, Tensor] = {}

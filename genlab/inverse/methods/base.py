@@ -1,12 +1,15 @@
 """Contracts of inverse-problem methods: :class:`Guidance` (diffusion-based) and :class:`IterativeSolver`.
 
-A :class:`Guidance` plugs into the guided sampling loop of :func:`genlab.inverse.solve`::
+A :class:`Guidance` runs inside any compatible registered sampler (:func:`genlab.inverse.solve`); it enters the
+sampler's loop in one of three places (:attr:`Guidance.placement`):
 
-    x = guidance.init_state(ctx)
-    for t, t_next in grid:
-        pred = guidance.predict(x, t, ctx)          # one network evaluation (differentiable if the method needs it)
-        x = guidance.step(x, t, t_next, pred, ctx)  # the method's update, ending in a ctx.transition step
-    samples = guidance.finalize(x, ctx)
+* ``"field"`` — score mode: a :class:`~genlab.inverse.guided.GuidedField` whose prediction is the conditioned one
+  (:meth:`Guidance.guide` returns x̂1|y); every sampler that runs on the prior's path drives it;
+* ``"hook"`` — a correction added after each sampler step, computed from the evaluation at the step's start (DPS,
+  ΠGDM): fixed-step samplers with one evaluation per step;
+* ``"transition"`` — the method re-shapes the step itself (:meth:`Guidance.step` moves the state before the
+  sampler's :class:`~genlab.samplers.steps.Step` or uses its noise level: STSL, Dreamguider, DDS): samplers whose
+  step is one evaluation and one Step (``sampler.step_map()``).
 
 Network evaluations go through :class:`CountedModel`, which counts NFE with
 :class:`genlab.samplers.base.CountingField` and counts every backward pass that reaches a network output
@@ -31,17 +34,21 @@ import torch
 from torch import Tensor
 
 from genlab.interpolants.interpolant import Interpolant
-from genlab.inverse.methods.transitions import Transition
 from genlab.inverse.operators import Operator, conjugate_gradient
 from genlab.inverse.priors import DiffusionPrior, NoiseLevel
 from genlab.inverse.problem import InverseProblem
-from genlab.inverse.streams import SampleStreams
-from genlab.samplers.base import CountingField, Prediction
-from genlab.utils import append_dims
+from genlab.models.field import Field
+from genlab.samplers.base import CountingField, Prediction, Sampler
+from genlab.samplers.registry import SAMPLERS, get_sampler
+from genlab.samplers.steps import Step
+from genlab.utils import RandomSource, append_dims
 
 __all__ = [
+    "PLACEMENTS",
+    "SAMPLER_ALIASES",
     "CountedModel",
     "Guidance",
+    "GuideOutput",
     "IterativeOutput",
     "IterativeSolver",
     "SolveContext",
@@ -49,9 +56,52 @@ __all__ = [
     "check_positive",
     "condition_prediction",
     "per_sample_norm",
+    "resolve_sampler",
     "safe_ratio",
     "solve_gram",
 ]
+
+#: Where a guidance method enters a sampler's loop (see the module docstring).
+PLACEMENTS: tuple[str, ...] = ("field", "hook", "transition")
+
+#: Sampler names accepted by :func:`genlab.inverse.solve` that are not registry names: ``"ddpm"`` is the registered
+#: ``"ddim"`` with η = 1 (DDPM's ancestral step, Ho et al. NeurIPS'20).
+SAMPLER_ALIASES: dict[str, tuple[str, dict[str, float]]] = {"ddpm": ("ddim", {"eta": 1.0})}
+
+
+def resolve_sampler(sampler: str | Sampler, eta: float | None = None) -> Sampler:
+    """A registered sampler (or the ``"ddpm"`` alias) with the η a guided run asks for.
+
+    Args:
+        sampler: Registered name, ``"ddpm"`` (= ``"ddim"`` with η = 1) or a :class:`~genlab.samplers.Sampler`.
+        eta: η for samplers that take one (``None``: the sampler's default).
+
+    Returns:
+        The sampler.
+
+    Raises:
+        ValueError: unknown name, or an η the sampler does not take.
+    """
+    if isinstance(sampler, Sampler):
+        if eta is not None:
+            raise ValueError(f"eta={eta!r} given beside a sampler instance; set eta on the instance instead")
+        return sampler
+    if not isinstance(sampler, str):
+        raise TypeError(f"sampler must be a registered name or a genlab Sampler, got {type(sampler).__name__}")
+    if sampler in SAMPLER_ALIASES:
+        name, opts = SAMPLER_ALIASES[sampler]
+        if eta is not None and float(eta) != opts["eta"]:
+            raise ValueError(f"sampler {sampler!r} has eta = {opts['eta']:g}; got eta={eta!r} (use sampler='ddim' "
+                             "to choose eta)")
+        return get_sampler(name, **opts)
+    if eta is None:
+        return get_sampler(sampler)
+    try:
+        return get_sampler(sampler, eta=eta)
+    except TypeError:
+        raise ValueError(f"sampler {sampler!r} takes no eta (it is deterministic or has no η); got eta={eta!r} "
+                         "(use sampler='ddim' to choose eta)") from None
+
 
 
 class _VJPTap(torch.autograd.Function):
@@ -115,12 +165,13 @@ class SolveContext:
         problem: The problem, with ``y`` expanded to the batch of samples.
         prior: The prior.
         model: Counted access to the prior's field.
-        transition: The reverse step selected by ``sampler``/``eta``.
+        transition: The sampler's one-step transition (its :meth:`~genlab.samplers.Sampler.step_map`; ``None`` for
+            samplers whose step is not one Step).
         grid: Time grid ``(N+1,)`` from noise (t ≈ 0) to data (t = 1).
         x_shape: Per-sample pixel shape.
         state_shape: Per-sample shape of the diffusion state (latent shape for latent priors).
         n_samples: Number of samples.
-        generator: Per-sample random streams (or a generator / ``None``).
+        generator: The run's per-sample :class:`~genlab.utils.NoiseStream` (or a generator / ``None``).
         diagnostics: Per-step lists filled by :meth:`log`.
         extras: Method scratch space (precomputations, DoG state, ...).
     """
@@ -128,12 +179,12 @@ class SolveContext:
     problem: InverseProblem
     prior: DiffusionPrior
     model: CountedModel
-    transition: Transition
+    transition: Step | None
     grid: Tensor
     x_shape: tuple[int, ...]
     state_shape: tuple[int, ...]
     n_samples: int
-    generator: torch.Generator | SampleStreams | None
+    generator: RandomSource
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -239,11 +290,27 @@ def solve_gram(
     return conjugate_gradient(lambda u: r2b * op.A(op.At(u)) + sigma2 * u, v, tol=tol, max_iter=max_iter).x
 
 
+@dataclass
+class GuideOutput:
+    """What a method makes of one evaluation (:meth:`Guidance.guide`).
+
+    Attributes:
+        x1: The data prediction handed to the sampler (x̂1|y in score mode, else x̂1), detached.
+        correction: Added to the state after the sampler's step (``"hook"`` placement), detached; ``None``: nothing.
+    """
+
+    x1: Tensor
+    correction: Tensor | None = None
+
+
 class Guidance(ABC):
     """Base class of diffusion-based inverse-problem methods.
 
     Subclasses set the class attributes, list their hyper-parameters with paper defaults in :attr:`DEFAULTS`
-    (an unknown option is an error naming the allowed ones) and implement :meth:`step`.
+    (an unknown option is an error naming the allowed ones), say where they enter a sampler
+    (:attr:`placement`) and implement :meth:`guide` (``"field"``/``"hook"``) or :meth:`step` (``"transition"``).
+    Which samplers a method runs with follows from its placement and the sampler's own contract
+    (:meth:`sampler_missing`), never from a list of names.
 
     Args:
         **options: Hyper-parameters (keys of :attr:`DEFAULTS`).
@@ -251,9 +318,7 @@ class Guidance(ABC):
 
     #: Registry name.
     name: ClassVar[str] = "guidance"
-    #: Samplers (transition names) the method supports.
-    samplers: ClassVar[tuple[str, ...]] = ("ddim", "ddpm", "euler")
-    #: Default sampler, number of steps and DDIM η.
+    #: Default sampler (a registered name or ``"ddpm"``), number of steps and DDIM η.
     default_sampler: ClassVar[str] = "ddpm"
     default_steps: ClassVar[int] = 100
     default_eta: ClassVar[float | None] = None
@@ -278,15 +343,57 @@ class Guidance(ABC):
     def validate(self) -> None:
         """Check the option values (subclasses raise ``ValueError`` naming the option)."""
 
+    @property
+    def placement(self) -> str:
+        """Where the method enters the sampler's loop: ``"field"``, ``"hook"`` or ``"transition"``."""
+        return "transition"
+
     # ------------------------------------------------------------------ compatibility
-    def missing(self, problem: InverseProblem, prior: Any, sampler: str, eta: float | None) -> list[str]:
+    def sampler_missing(self, sampler: Sampler, prior: DiffusionPrior) -> str | None:
+        """Why ``sampler`` cannot carry this method on ``prior``'s path (``None`` when it can).
+
+        Args:
+            sampler: The sampler.
+            prior: The (diffusion) prior.
+
+        Returns:
+            A short reason, or ``None``.
+        """
+        try:
+            sampler.check(Field(_identity_net, prior.interpolant, "x1"))
+        except (ValueError, TypeError) as err:
+            return str(err)
+        if self.placement == "hook" and (not sampler.reports_steps or sampler.expected_nfe(4) != 4):
+            return (f"{self.name!r} corrects the state after each step with the evaluation at the step's start, so "
+                    f"it needs a fixed-step sampler with one evaluation per step ({sampler.name!r} makes "
+                    f"{sampler.expected_nfe(4)} evaluations for 4 steps)")
+        if self.placement == "transition" and sampler.step_map() is None:
+            return (f"{self.name!r} re-shapes the transition, so it needs a sampler whose step is one evaluation and "
+                    f"one genlab.samplers.steps.Step ({sampler.name!r} is not)")
+        return None
+
+    def compatible_samplers(self, prior: DiffusionPrior) -> list[str]:
+        """Registered sampler names that can carry this method on ``prior`` (default options, or η = 1)."""
+        out = []
+        for name in sorted(SAMPLERS):
+            for opts in ({}, {"eta": 1.0}):
+                try:
+                    smp = get_sampler(name, **opts)
+                except (TypeError, ValueError):
+                    continue
+                if self.sampler_missing(smp, prior) is None:
+                    out.append(name)
+                    break
+        return out
+
+    def missing(self, problem: InverseProblem, prior: Any, sampler: str | Sampler, eta: float | None) -> list[str]:
         """What this method needs and the (problem, prior, sampler) triple lacks; empty when compatible.
 
         Args:
             problem: The problem.
             prior: The prior.
-            sampler: Sampler name.
-            eta: DDIM η requested (or ``None``).
+            sampler: Sampler name (or ``"ddpm"``) or instance.
+            eta: η requested (or ``None``).
 
         Returns:
             Human-readable descriptions of each missing piece.
@@ -303,12 +410,19 @@ class Guidance(ABC):
                            "space")
         if self.needs_linear and not problem.is_linear:
             out.append(f"a linear operator (it uses Aᵀ and linear solves); {problem.op.name} is non-linear")
-        if sampler not in self.samplers:
-            out.append(f"a supported sampler: {self.name!r} runs with sampler in {list(self.samplers)}, got "
-                       f"{sampler!r}")
+        try:
+            smp = resolve_sampler(sampler, eta)
+        except (ValueError, TypeError) as err:
+            return [*out, f"a known sampler: {err}"]
+        if isinstance(prior, DiffusionPrior):
+            why = self.sampler_missing(smp, prior)
+            if why is not None:
+                label = sampler if isinstance(sampler, str) else smp.name
+                out.append(f"a compatible sampler: {why}; {self.name!r} runs with sampler in "
+                           f"{self.compatible_samplers(prior)}, got {label!r}")
         return out
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the run
     def setup(self, ctx: SolveContext) -> None:
         """Precompute what the method needs (SVDs, Aᵀy, ...); default: nothing."""
 
@@ -329,10 +443,23 @@ class Guidance(ABC):
             return ctx.model.evaluate(x, t, grad=True)
         return ctx.model.evaluate(x_t, t, grad=False)
 
-    @abstractmethod
+    def guide(self, pred: Prediction, t: float | Tensor, ctx: SolveContext) -> GuideOutput:
+        """The method's use of one evaluation (``"field"``/``"hook"`` placements); default: no guidance."""
+        return GuideOutput(x1=pred("x1").detach())
+
     def step(self, x_t: Tensor, t: float | Tensor, t_next: float | Tensor, pred: Prediction,
              ctx: SolveContext) -> Tensor:
-        """The method's update from ``t`` to ``t_next`` given the prediction at ``(x_t, t)``."""
+        """The method's update from ``t`` to ``t_next`` given the prediction at ``(x_t, t)``.
+
+        ``"transition"`` methods override it (the sampler hands them its :class:`~genlab.samplers.steps.Step` as
+        ``ctx.transition``); for the other placements it is :meth:`guide` followed by ``ctx.transition`` and the
+        correction, i.e. what a one-Step sampler does with the guided field and the post-step hook.
+        """
+        if ctx.transition is None:
+            raise ValueError(f"{self.name!r}.step needs ctx.transition (a genlab.samplers.steps.Step)")
+        out = self.guide(pred, t, ctx)
+        x_next = ctx.transition.step(ctx.interpolant, x_t, t, t_next, out.x1, generator=ctx.generator)
+        return x_next if out.correction is None else x_next + out.correction
 
     def finalize(self, x: Tensor, ctx: SolveContext) -> Tensor:
         """Samples in pixel space (decodes latents)."""
@@ -352,6 +479,11 @@ class Guidance(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"
+
+
+def _identity_net(x: Tensor, t: Tensor) -> Tensor:
+    """Placeholder network for capability checks (never evaluated)."""
+    return x
 
 
 @dataclass
@@ -391,7 +523,8 @@ class IterativeSolver(ABC):
             raise ValueError(f"unknown option(s) {unknown} for method {self.name!r}; allowed: {sorted(self.DEFAULTS)}")
         self.options: dict[str, Any] = {**self.DEFAULTS, **options}
 
-    def missing(self, problem: InverseProblem, prior: Any, sampler: str | None, eta: float | None) -> list[str]:
+    def missing(self, problem: InverseProblem, prior: Any, sampler: str | Sampler | None,
+                eta: float | None) -> list[str]:
         """What the solver needs and the inputs lack (empty when compatible)."""
         out = []
         if self.prior_types and not isinstance(prior, self.prior_types):

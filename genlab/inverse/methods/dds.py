@@ -26,8 +26,9 @@ from torch import Tensor
 
 from genlab.inverse.methods.base import Guidance, SolveContext, check_positive, per_sample_norm
 from genlab.inverse.operators import conjugate_gradient
-from genlab.inverse.streams import randn_like
-from genlab.samplers.base import Prediction
+from genlab.samplers.base import Prediction, Sampler
+from genlab.samplers.steps import DDIMStep
+from genlab.utils import randn_like_per_sample
 
 __all__ = ["DDS"]
 
@@ -42,7 +43,6 @@ class DDS(Guidance):
     """
 
     name: ClassVar[str] = "dds"
-    samplers: ClassVar[tuple[str, ...]] = ("ddim",)
     default_sampler: ClassVar[str] = "ddim"
     default_steps: ClassVar[int] = 50
     default_eta: ClassVar[float | None] = 0.85
@@ -57,6 +57,13 @@ class DDS(Guidance):
         check_positive("cg_tol", o["cg_tol"], allow_zero=True)
         if isinstance(o["cg_iters"], bool) or not isinstance(o["cg_iters"], int) or o["cg_iters"] < 0:
             raise ValueError(f"cg_iters must be an int >= 0, got {o['cg_iters']!r}")
+
+    def sampler_missing(self, sampler: Sampler, prior: Any) -> str | None:
+        why = super().sampler_missing(sampler, prior)
+        if why is None and (sampler.name != "ddim" or not isinstance(sampler.step_map(), DDIMStep)):
+            why = (f"'dds' replaces the DDIM step's fresh-noise std by η·s' (its η is a fraction of the next noise "
+                   f"level), so it runs with the 'ddim' sampler; got {sampler.name!r}")
+        return why
 
     def data_consistency(self, x1: Tensor, ctx: SolveContext) -> tuple[Tensor, int]:
         """x̂1 after M CG iterations on the data-consistency system (see the module docstring)."""
@@ -81,9 +88,9 @@ class DDS(Guidance):
             return x1c
         interp = ctx.interpolant
         lvl, nxt = ctx.noise_level(t, x_t), ctx.noise_level(t_next, x_t)
-        eta = ctx.transition.eta  # type: ignore[attr-defined]
+        eta = ctx.transition.eta  # type: ignore[union-attr]
         omega = eta * nxt.s
         a, s = lvl.view(x_t.ndim)
         state = a * x1c + s * eps  # the state whose implied noise is ε̂ (the network's, not re-derived)
-        xi = randn_like(x_t, ctx.generator) if eta > 0 else None
+        xi = randn_like_per_sample(x_t, generator=ctx.generator) if eta > 0 else None
         return interp.implicit_step(state, t, t_next, torch.zeros_like(x1c), x1c, omega=omega, xi=xi)

@@ -4,19 +4,22 @@ Paper Algorithm 1 (Gaussian noise) and the authors' code (``guided_diffusion/con
 ``PosteriorSampling``) in genlab's notation (x̂1 = Tweedie denoiser, ``a``/``s`` signal/noise coefficients)::
 
     x̂1 = D(x_t)                                    # differentiable: one VJP through the network per step
-    x' = DDPM(x_t; x̂1, ε̂)                           # or any transition of genlab.inverse.methods.transitions
+    x' = DDPM(x_t; x̂1, ε̂)                           # or the step of any sampler with one evaluation per step
     x_{t'} = x' − ζ_t ∇_{x_t} ‖y − A(x̂1)‖²,   ζ_t = ζ'/‖y − A(x̂1)‖   (= x' − 2ζ'∇‖y − A x̂1‖, the code's norm form)
+
+The correction enters the sampler as a post-step hook (placement ``"hook"``), so DPS runs with DDIM/DDPM, Euler,
+DPM-Solver++ multistep, DEIS, ... at one evaluation per step.
 
 Variants (options):
 
 * ``faithful=False``: score mode (``reference/inverse.md`` §0) with the DPS likelihood approximation
   ``p(y | x_t) ≈ N(y; A x̂1(x_t), σ²I)``: ``g = weight·∇_{x_t} log N(...)`` conditions (x̂1, ε̂), then any
-  transition runs. Needs σ > 0.
+  sampler runs on the conditioned prediction (placement ``"field"``). Needs σ > 0.
 * ``normalize=False``: a constant step ``ζ`` on the squared residual (the paper's Algorithm 1 with a fixed ζ_i;
   PSLD's latent update).
 * ``apply="before"``: move ``x_t`` by the gradient step first, then take the transition with the pre-update x̂1
   and the noise implied by the moved state (the PSLD/STSL placement; with ``normalize=False`` this is STSL with
-  η = 0 and K = 1).
+  η = 0 and K = 1); placement ``"transition"`` (samplers whose step is one Step: ``ddim``, ``iadb``, ``euler``).
 * Latent priors (PSLD without its gluing term, "latent DPS"): the residual is ``y − A(D(ẑ1))``, the gradient is
   w.r.t. the latent state.
 
@@ -33,6 +36,7 @@ from torch import Tensor
 
 from genlab.inverse.methods.base import (
     Guidance,
+    GuideOutput,
     SolveContext,
     check_choice,
     check_positive,
@@ -60,7 +64,6 @@ class DPS(Guidance):
     """
 
     name: ClassVar[str] = "dps"
-    samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim", "euler")
     default_sampler: ClassVar[str] = "ddpm"
     default_steps: ClassVar[int] = 1000
     spaces: ClassVar[tuple[str, ...]] = ("pixel", "latent")
@@ -88,20 +91,25 @@ class DPS(Guidance):
         if not o["faithful"] and o["apply"] != "after":
             raise ValueError("apply='before' is a faithful-mode option; score mode conditions the prediction")
 
-    def missing(self, problem: InverseProblem, prior: Any, sampler: str, eta: float | None) -> list[str]:
+    @property
+    def placement(self) -> str:
+        if not self.options["faithful"]:
+            return "field"
+        return "transition" if self.options["apply"] == "before" else "hook"
+
+    def missing(self, problem: InverseProblem, prior: Any, sampler: Any, eta: float | None) -> list[str]:
         out = super().missing(problem, prior, sampler, eta)
         if not self.options["faithful"] and problem.sigma == 0:
             out.append("measurement noise sigma > 0 (score-mode DPS uses the likelihood N(y; A x̂1, σ²I)); use "
                        "faithful=True for a noiseless problem")
         return out
 
-    def step(self, x_t: Tensor, t: float | Tensor, t_next: float | Tensor, pred: Prediction,
-             ctx: SolveContext) -> Tensor:
+    def _gradient(self, pred: Prediction, ctx: SolveContext) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x̂1 (clipped, detached), ∇_{x_t} loss, ‖r‖)`` for one differentiable evaluation."""
         o = self.options
         x = pred.x_t  # the differentiable leaf
         with torch.enable_grad():
             x1 = pred("x1")
-            eps = pred("x0")
             if o["clip"] is not None:
                 x1 = x1.clamp(*o["clip"])
             r = ctx.problem.residual(self.decoded_prediction(x1, ctx))
@@ -113,17 +121,28 @@ class DPS(Guidance):
             else:
                 loss = rnorm.pow(2).sum()
             (grad,) = torch.autograd.grad(loss, x)
-        x1, eps = x1.detach(), eps.detach()
-        if not o["faithful"]:
-            g = -o["weight"] * grad
-            level = ctx.noise_level(t, x_t)
-            x1_y, eps_y = condition_prediction(x1, eps, g, level)
-            ctx.log(residual=rnorm.detach(), guidance_norm=per_sample_norm(g))
-            return ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1_y, eps_y, generator=ctx.generator)
-        step = (2 * o["zeta"] if o["normalize"] else o["zeta"]) * grad
-        ctx.log(residual=rnorm.detach(), guidance_norm=per_sample_norm(step))
-        if o["apply"] == "before":
-            moved = x_t - step
-            return ctx.transition.step(ctx.interpolant, moved, t, t_next, x1, None, generator=ctx.generator)
-        x_next = ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1, eps, generator=ctx.generator)
-        return x_next - step
+        return x1.detach(), grad, rnorm.detach()
+
+    def _step_size(self, grad: Tensor) -> Tensor:
+        return (2 * self.options["zeta"] if self.options["normalize"] else self.options["zeta"]) * grad
+
+    def guide(self, pred: Prediction, t: float | Tensor, ctx: SolveContext) -> GuideOutput:
+        x1, grad, rnorm = self._gradient(pred, ctx)
+        if not self.options["faithful"]:
+            g = -self.options["weight"] * grad
+            x1_y, _ = condition_prediction(x1, pred("x0").detach(), g, ctx.noise_level(t, x1))
+            ctx.log(residual=rnorm, guidance_norm=per_sample_norm(g))
+            return GuideOutput(x1=x1_y)
+        step = self._step_size(grad)
+        ctx.log(residual=rnorm, guidance_norm=per_sample_norm(step))
+        return GuideOutput(x1=x1, correction=-step)
+
+    def step(self, x_t: Tensor, t: float | Tensor, t_next: float | Tensor, pred: Prediction,
+             ctx: SolveContext) -> Tensor:
+        if self.placement != "transition":
+            return super().step(x_t, t, t_next, pred, ctx)
+        # apply="before": move the state, then the sampler's step with the pre-update x̂1 and the moved state's noise
+        x1, grad, rnorm = self._gradient(pred, ctx)
+        step = self._step_size(grad)
+        ctx.log(residual=rnorm, guidance_norm=per_sample_norm(step))
+        return ctx.transition.step(ctx.interpolant, x_t - step, t, t_next, x1, None, generator=ctx.generator)

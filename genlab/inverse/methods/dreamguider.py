@@ -57,8 +57,8 @@ from torch import Tensor
 
 from genlab.inverse.methods.augment import DiffuseAugment
 from genlab.inverse.methods.base import Guidance, SolveContext, check_positive, per_sample_norm, safe_ratio
-from genlab.inverse.problem import InverseProblem
-from genlab.samplers.base import Prediction
+from genlab.samplers.base import Prediction, Sampler
+from genlab.samplers.steps import DDIMStep
 from genlab.utils import append_dims
 
 __all__ = ["DoGScale", "Dreamguider", "time_factor"]
@@ -142,7 +142,6 @@ class Dreamguider(Guidance):
     """
 
     name: ClassVar[str] = "dreamguider"
-    samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim")
     default_sampler: ClassVar[str] = "ddpm"
     default_steps: ClassVar[int] = 100
     spaces: ClassVar[tuple[str, ...]] = ("pixel", "latent")
@@ -178,12 +177,16 @@ class Dreamguider(Guidance):
         if not (o["loss"] in ("l2", "l1") or callable(o["loss"])):
             raise ValueError(f"loss must be 'l2', 'l1' or a callable (pred_y, y) -> (B,), got {o['loss']!r}")
 
-    def missing(self, problem: InverseProblem, prior: Any, sampler: str, eta: float | None) -> list[str]:
-        out = super().missing(problem, prior, sampler, eta)
-        if sampler == "ddim" and (eta is None or eta == 0):
-            out.append("eta > 0 with sampler='ddim' (the guidance step is scaled by the kernel variance σ_t², "
-                       "which is 0 for deterministic DDIM); use sampler='ddpm' or eta > 0")
-        return out
+    def sampler_missing(self, sampler: Sampler, prior: Any) -> str | None:
+        why = super().sampler_missing(sampler, prior)
+        step = sampler.step_map()
+        if why is None and not isinstance(step, DDIMStep):
+            why = (f"'dreamguider' scales its step by the transition's kernel variance σ_t², so it needs a DDIM/DDPM "
+                   f"step; got {sampler.name!r}")
+        elif why is None and step.eta == 0:  # type: ignore[union-attr]
+            why = ("eta > 0 with sampler='ddim' (the guidance step is scaled by the kernel variance σ_t², which is 0 "
+                   "for deterministic DDIM); use sampler='ddpm' or eta > 0")
+        return why
 
     def setup(self, ctx: SolveContext) -> None:
         ctx.extras["dog"] = DoGScale(r_eps=self.options["r_eps"])

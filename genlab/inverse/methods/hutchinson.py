@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from genlab.inverse.streams import SampleStreams, randn_like
+from genlab.utils import RandomSource, randn_like_per_sample
 
 __all__ = ["ESTIMATORS", "PROBES", "draw_probe", "hutchinson_trace"]
 
@@ -28,7 +28,7 @@ PROBES: tuple[str, ...] = ("gaussian", "rademacher")
 
 
 def draw_probe(like: Tensor, kind: str = "gaussian", *,
-               generator: torch.Generator | SampleStreams | None = None) -> Tensor:
+               generator: RandomSource = None) -> Tensor:
     """A probe with identity second moment, drawn per sample.
 
     Args:
@@ -41,7 +41,7 @@ def draw_probe(like: Tensor, kind: str = "gaussian", *,
     """
     if kind not in PROBES:
         raise ValueError(f"probe must be one of {PROBES}, got {kind!r}")
-    eps = randn_like(like.detach(), generator)
+    eps = randn_like_per_sample(like.detach(), generator=generator)
     return eps if kind == "gaussian" else torch.where(eps >= 0, torch.ones_like(eps), -torch.ones_like(eps))
 
 

@@ -13,7 +13,8 @@ stable). **It assumes unit-variance data unless ``data_var`` is set.** ``r2="pap
 With this ``r²`` and an exact prior, score-mode ΠGDM gives the exact conditional score for a Gaussian prior
 (verified in the tests).
 
-Updates: ``faithful=True`` (default) is the paper's ``x_{t'} = DDIM_η(x_t; x̂1, ε̂) + a_t·ĝ`` (``√ᾱ_t``) with
+Updates: ``faithful=True`` (default) is the paper's ``x_{t'} = DDIM_η(x_t; x̂1, ε̂) + a_t·ĝ`` (a post-step hook, so any
+sampler with one evaluation per step can replace DDIM_η) (``√ᾱ_t``) with
 ``ĝ = r_t²·g = Jᵀ Aᵀ (AAᵀ + (σ²/r_t²) I)⁺ (y − A x̂1)``, which is the paper's noiseless guidance
 ``Jᵀ(A⁺y − A⁺A x̂1)`` at σ = 0 and the update of the NVlabs RED-diff ``pgdm.py`` reproduction (whose noiseless
 ``grad_term`` carries no 1/r_t²). [reconstructed: the reference note writes ``+ √ᾱ_t·g`` with the 1/r_t² inside g;
@@ -35,6 +36,7 @@ from torch import Tensor
 
 from genlab.inverse.methods.base import (
     Guidance,
+    GuideOutput,
     SolveContext,
     check_choice,
     check_positive,
@@ -62,7 +64,6 @@ class PiGDM(Guidance):
     """
 
     name: ClassVar[str] = "pigdm"
-    samplers: ClassVar[tuple[str, ...]] = ("ddim", "ddpm", "euler")
     default_sampler: ClassVar[str] = "ddim"
     default_steps: ClassVar[int] = 100
     default_eta: ClassVar[float | None] = 1.0
@@ -87,6 +88,10 @@ class PiGDM(Guidance):
             raise TypeError(f"faithful must be a bool, got {o['faithful']!r}")
         if o["clip"] is not None and (len(o["clip"]) != 2 or not o["clip"][0] < o["clip"][1]):
             raise ValueError(f"clip must be None or (lo, hi) with lo < hi, got {o['clip']!r}")
+
+    @property
+    def placement(self) -> str:
+        return "hook" if self.options["faithful"] else "field"
 
     def r2(self, a: Tensor, s: Tensor) -> Tensor:
         """``r_t²`` per sample from the ``(B,)`` signal/noise coefficients."""
@@ -118,18 +123,16 @@ class PiGDM(Guidance):
             (g,) = torch.autograd.grad(x1, x, grad_outputs=v)
         return g, per_sample_norm(r)
 
-    def step(self, x_t: Tensor, t: float | Tensor, t_next: float | Tensor, pred: Prediction,
-             ctx: SolveContext) -> Tensor:
+    def guide(self, pred: Prediction, t: float | Tensor, ctx: SolveContext) -> GuideOutput:
         g, rnorm = self.likelihood_score(pred, t, ctx)
         g = self.options["weight"] * g
-        x1, eps = self._x1(pred).detach(), pred("x0").detach()
-        level = ctx.noise_level(t, x_t)
+        x1 = self._x1(pred).detach()
+        level = ctx.noise_level(t, x1)
         if self.options["faithful"]:
-            x_next = ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1, eps, generator=ctx.generator)
-            a, _ = level.view(x_t.ndim)
-            step = a * append_dims(self.r2(level.a, level.s), x_t.ndim) * g
+            a, _ = level.view(x1.ndim)
+            step = a * append_dims(self.r2(level.a, level.s), x1.ndim) * g
             ctx.log(residual=rnorm, guidance_norm=per_sample_norm(step))
-            return x_next + step
+            return GuideOutput(x1=x1, correction=step)
         ctx.log(residual=rnorm, guidance_norm=per_sample_norm(g))
-        x1_y, eps_y = condition_prediction(x1, eps, g, level)
-        return ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1_y, eps_y, generator=ctx.generator)
+        x1_y, _ = condition_prediction(x1, pred("x0").detach(), g, level)
+        return GuideOutput(x1=x1_y)

@@ -75,7 +75,6 @@ class STSL(Guidance):
     """
 
     name: ClassVar[str] = "stsl"
-    samplers: ClassVar[tuple[str, ...]] = ("ddpm", "ddim")
     default_sampler: ClassVar[str] = "ddpm"
     default_steps: ClassVar[int] = 50
     default_eta: ClassVar[float | None] = 0.0
@@ -107,7 +106,7 @@ class STSL(Guidance):
         check_choice("init", o["init"], ("adjoint", "pinv", "noise"))
         check_choice("data_loss", o["data_loss"], ("squared", "norm"))
 
-    def missing(self, problem: InverseProblem, prior: Any, sampler: str, eta: float | None) -> list[str]:
+    def missing(self, problem: InverseProblem, prior: Any, sampler: Any, eta: float | None) -> list[str]:
         out = super().missing(problem, prior, sampler, eta)
         if self.options["init"] in ("adjoint", "pinv") and not problem.is_linear:
             out.append(f"a linear operator for init={self.options['init']!r} (𝓔(Aᵀy) needs Aᵀ); use init='noise' "

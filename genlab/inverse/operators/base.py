@@ -187,6 +187,8 @@ class Operator(nn.Module, ABC):
                 f"{where}: {name} must be batch-first with shape (B, *shape); got shape {tuple(t.shape)}. "
                 f"Add a batch dimension, e.g. {name}[None]."
             )
+        if t.shape[0] == 0:
+            raise ValueError(f"{where}: {name} holds no samples (batch size 0); pass at least one")
 
     def check_x(self, x: Tensor, *, name: str = "x", method: str = "A") -> tuple[int, ...]:
         """Validate an input batch and return the per-sample output shape.
