@@ -37,7 +37,7 @@ from genlab.interpolants.discrete import DiscreteVPSchedule
 from genlab.interpolants.interpolant import Interpolant
 from genlab.models.field import Field
 from genlab.samplers.base import CountingField, Prediction, Sampler, StepInfo
-from genlab.samplers.noise import NoiseStream
+from genlab.utils import NoiseStream
 from genlab.samplers.registry import register_prefix
 from genlab.samplers.semilinear import time_of_lam
 from genlab.utils import append_dims

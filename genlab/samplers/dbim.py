@@ -22,7 +22,7 @@ from genlab.interpolants.schedules import DDBMSchedule
 from genlab.models.field import Field
 from genlab.samplers.base import CountingField, Sampler, StepInfo
 from genlab.samplers.implicit import require_capabilities
-from genlab.samplers.noise import NoiseStream
+from genlab.utils import NoiseStream
 from genlab.samplers.registry import register_sampler
 from genlab.samplers.sde import EpsSpec, diffusion_coefficient
 
