@@ -69,7 +69,7 @@ from genlab.data import get_dataset
 from genlab.interpolants import RectifiedFlow
 from genlab.models import TimeMLP
 from genlab.training import (
-    Objective,
+    InterpolantObjective,
     Trainer,
     build_components,
     load_config,
@@ -198,7 +198,7 @@ def bare_variants(init: nn.Module, data: Tensor, fm_path: Any) -> list[StepVaria
     cfg = load_config(RUN_CONFIG)
     with torch.random.fork_rng(devices=[]):
         comps = build_components(cfg)
-    objective = Objective(cfg, comps)
+    objective = InterpolantObjective(cfg, comps)
 
     def genlab_objective(net: nn.Module, opt: torch.optim.Optimizer) -> Callable[[], Tensor]:
         gen = torch.Generator().manual_seed(0)

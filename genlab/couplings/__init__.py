@@ -2,7 +2,8 @@
 
 ``x0`` is the source (noise, or a corrupted/condition image), ``x1`` the target data. A coupling turns a
 DataLoader batch into a :class:`CouplingSample` ``(x0, x1, cond, mask)``; build one by class or by name with
-:func:`get_coupling`.
+:func:`get_coupling`. A re-pairing coupling (:class:`ModelCoupling`, Reflow / DSBM-IMF) gets its pairing
+function injected by the objective that owns the model, so this package never imports samplers or training.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from genlab.couplings.minibatch_ot import (
     sinkhorn_plan,
     squared_cost,
 )
+from genlab.couplings.model import ModelCoupling, Simulate
 from genlab.couplings.paired import Paired
 
 __all__ = [
@@ -41,7 +43,9 @@ __all__ = [
     "Independent",
     "MaskedCoupling",
     "MinibatchOT",
+    "ModelCoupling",
     "Paired",
+    "Simulate",
     "SuperResolution",
     "downsample_map",
     "get_coupling",

@@ -1,6 +1,8 @@
-"""Training: configs, the Trainer (EMA, AdamW + schedule, clipping, autocast), engines (local, DDP via
-torchrun), checkpoints, trackers, and the run API (``train``, ``load_run``, ``sample_run``, ``evaluate``)."""
+"""Training: configs, objectives (the :class:`Objective` protocol, :class:`InterpolantObjective`, a registry),
+the one Trainer (per-module EMA, AdamW + schedule, clipping, autocast), engines (local, DDP via torchrun),
+checkpoints, trackers, and the run API (``train``, ``load_run``, ``sample_run``, ``evaluate``)."""
 
+from genlab.models.precond import EDMPrecond, EDMPreconditioner, MaskedOutput, edm_loss_weight
 from genlab.training.api import EvalResult, Run, RunSamples, evaluate, load_run, sample_run, train
 from genlab.training.batches import StepBatches
 from genlab.training.checkpoint import (
@@ -19,6 +21,7 @@ from genlab.training.config import (
     InterpolantConfig,
     LoggingConfig,
     ModelConfig,
+    ObjectiveConfig,
     RunConfig,
     SampleConfig,
     TrainConfig,
@@ -28,8 +31,17 @@ from genlab.training.config import (
 from genlab.training.ema import EMA, ema_decay_at
 from genlab.training.engines import DDPEngine, Engine, LocalEngine, get_engine, resolve_device
 from genlab.training.evaluation import distances, sample_metrics, validation_loss
-from genlab.training.objective import LossOutput, Objective, sample_times
-from genlab.training.precond import EDMPreconditioner, MaskedOutput, edm_loss_weight
+from genlab.training.objective import (
+    OBJECTIVES,
+    InterpolantObjective,
+    LossOutput,
+    Objective,
+    ObjectiveBase,
+    available_objectives,
+    build_objective,
+    register_objective,
+    sample_times,
+)
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.tracking import (
     JsonlTracker,
@@ -39,23 +51,35 @@ from genlab.training.tracking import (
     WandbTracker,
     make_tracker,
 )
-from genlab.training.trainer import RESUMABLE_CHANGES, Hook, Trainer, TrainResult, lr_factor
+from genlab.training.trainer import (
+    CHECKPOINT_FORMAT,
+    RESUMABLE_CHANGES,
+    Hook,
+    Trainer,
+    TrainResult,
+    checkpoint_key,
+    lr_factor,
+)
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "EMA",
     "EVAL_METRICS",
+    "OBJECTIVES",
     "RESUMABLE_CHANGES",
     "CheckpointManager",
     "Components",
     "CouplingConfig",
     "DDPEngine",
     "DataConfig",
+    "EDMPrecond",
     "EDMPreconditioner",
     "Engine",
     "EvalConfig",
     "EvalResult",
     "Hook",
     "InterpolantConfig",
+    "InterpolantObjective",
     "JsonlTracker",
     "LocalEngine",
     "LoggingConfig",
@@ -65,6 +89,8 @@ __all__ = [
     "MultiTracker",
     "NullTracker",
     "Objective",
+    "ObjectiveBase",
+    "ObjectiveConfig",
     "Run",
     "RunConfig",
     "RunSamples",
@@ -76,9 +102,12 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "WandbTracker",
+    "available_objectives",
     "build_components",
+    "build_objective",
     "capture_rng_state",
     "check_components",
+    "checkpoint_key",
     "distances",
     "draw_samples",
     "edm_loss_weight",
@@ -92,6 +121,7 @@ __all__ = [
     "make_field",
     "make_tracker",
     "reference_data",
+    "register_objective",
     "resolve_device",
     "restore_rng_state",
     "sample_metrics",

@@ -24,13 +24,13 @@ import torch
 from genlab.checks import check_count, check_device, check_metrics
 from genlab.models import Field
 from genlab.training.checkpoint import CheckpointManager, load_checkpoint
-from genlab.training.components import Components, build_components, make_field
+from genlab.training.components import Components, build_components
 from genlab.training.config import EVAL_METRICS, RunConfig, load_config
 from genlab.training.engines import Engine, resolve_device
 from genlab.training.evaluation import sample_metrics, validation_loss
-from genlab.training.objective import Objective
+from genlab.training.objective import Objective, build_objective
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
-from genlab.training.trainer import Hook, Trainer, TrainResult
+from genlab.training.trainer import Hook, Trainer, TrainResult, checkpoint_key
 from genlab.utils import atomic_write
 
 __all__ = ["EvalResult", "Run", "RunSamples", "evaluate", "load_run", "sample_run", "train"]
@@ -107,9 +107,10 @@ class Run:
         config: Its resolved config (as embedded in the checkpoint).
         step: Training step of the checkpoint.
         checkpoint: The checkpoint file.
-        field: The Field (EMA weights unless loaded with ``ema=False``), in eval mode.
+        field: The primary Field of the objective (EMA weights unless loaded with ``ema=False``), in eval mode.
         components: Data split, interpolant, coupling and the network.
         ema: Whether ``field`` holds the EMA weights.
+        objective: The run's objective with its modules loaded (EMA or raw weights, frozen) and its state.
     """
 
     run_dir: Path
@@ -119,6 +120,7 @@ class Run:
     field: Field
     components: Components
     ema: bool
+    objective: Objective | None = None
 
 
 def load_run(
@@ -158,10 +160,20 @@ def load_run(
     config = load_config(state["config"])
     with torch.random.fork_rng(devices=[]):
         components = build_components(config, network=state["network"])
-    net = components.net
-    net.load_state_dict(state["ema"]["weights"] if ema else state["model"])
-    net.to(dev).eval().requires_grad_(False)
-    fld = make_field(net, config, components).eval()
+        objective = build_objective(config, components)
+    modules = objective.modules()
+    for name, module in modules.items():
+        weights = (
+            state[checkpoint_key("ema", name)]["weights"] if ema else state[checkpoint_key("model", name)]
+        )
+        module.load_state_dict(weights)
+        module.to(dev).eval().requires_grad_(False)
+    objective.bind(train=modules, ema=modules)
+    objective.load_state_dict(state.get("objective", {}))
+    fields = objective.fields(ema=ema)
+    if not fields:
+        raise ValueError(f"the objective of {str(run_dir)!r} exposes no Field to load")
+    fld = next(iter(fields.values())).eval()
     return Run(
         run_dir=run_dir,
         config=config,
@@ -170,6 +182,7 @@ def load_run(
         field=fld,
         components=components,
         ema=ema,
+        objective=objective,
     )
 
 
@@ -368,7 +381,11 @@ def evaluate(
     split = loaded.components.split
     values = sample_metrics(smp, split.train, split.test, names, n_projections=ecfg.n_projections, seed=seed)
     if "val_loss" in names:
-        objective = Objective(cfg, loaded.components)
+        objective = loaded.objective
+        if not callable(objective):
+            raise ValueError(
+                f"{type(objective).__name__} cannot evaluate a given Field; drop 'val_loss' from metrics"
+            )
         values["val_loss"] = validation_loss(
             objective, loaded.field, split.test, batch_size=cfg.train.batch_size, seed=seed
         )

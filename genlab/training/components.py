@@ -19,8 +19,8 @@ from genlab.couplings import Coupling, CouplingSample, MaskedCoupling, get_coupl
 from genlab.data import ArrayDataset, Split, get_split
 from genlab.interpolants import Interpolant, build_interpolant
 from genlab.models import Field, build_network, network_config
-from genlab.training.config import ModelConfig, RunConfig
-from genlab.training.precond import EDMPreconditioner, MaskedOutput
+from genlab.models.precond import EDMPrecond, MaskedOutput
+from genlab.training.config import RunConfig
 
 __all__ = [
     "Components",
@@ -158,19 +158,19 @@ def _infer_kwargs(name: str, given: dict[str, Any], x1: Tensor, cond_input: Tens
     return inferred
 
 
-def _wrap(net: nn.Module, model: ModelConfig, interpolant: Interpolant, masked_output: bool) -> nn.Module:
-    if model.precond == "edm":
-        net = EDMPreconditioner(net, interpolant, sigma_data=model.sigma_data)
-    if masked_output:
-        net = MaskedOutput(net)
-    return net
-
-
 def make_field(net: nn.Module, config: RunConfig, components: Components) -> Field:
-    """The Field of ``net`` (raw or EMA weights) with the run's preconditioning and output masking."""
+    """The Field of ``net`` (raw or EMA weights) with the run's output masking and preconditioning.
+
+    The EDM preconditioning (``model.precond: edm``) enters as ``Field(precond=EDMPrecond(...))``, so sampling
+    and guidance call the same function training fitted.
+    """
     model = config.model
-    wrapped = _wrap(net, model, components.interpolant, components.masked_output)
-    return Field(wrapped, components.interpolant, model.kind, eps=model.eps)
+    if components.masked_output:
+        net = MaskedOutput(net)
+    precond = (
+        EDMPrecond(components.interpolant, sigma_data=model.sigma_data) if model.precond == "edm" else None
+    )
+    return Field(net, components.interpolant, model.kind, precond=precond, eps=model.eps)
 
 
 def build_components(config: RunConfig, *, network: dict[str, Any] | None = None) -> Components:

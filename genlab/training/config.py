@@ -11,8 +11,9 @@
     sample: {sampler: heun, steps: 20}
     eval: {n: 2000, metrics: [sw, mmd, energy, val_loss]}
     logging: {jsonl: true, wandb: false}
+    objective: {name: interpolant}                       # optional; + any registered objective's arguments
 
-Sections ``data``, ``interpolant``, ``coupling`` and ``model`` are "name + constructor arguments": keys that
+Sections ``data``, ``interpolant``, ``coupling``, ``model`` and ``objective`` are "name + constructor arguments": keys that
 are not fields of the section are collected in ``kwargs`` and passed to the constructor (checked against its
 signature where it has a fixed one). Everything else is strict: an unknown key or a badly typed value raises
 :class:`~genlab.config.ConfigError` naming the key, the value and what is allowed.
@@ -38,6 +39,7 @@ __all__ = [
     "InterpolantConfig",
     "LoggingConfig",
     "ModelConfig",
+    "ObjectiveConfig",
     "RunConfig",
     "SampleConfig",
     "TrainConfig",
@@ -115,6 +117,20 @@ class CouplingConfig:
 
     __extra_field__: ClassVar[str] = "kwargs"
     name: str = "independent"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    """``objective``: ``genlab.training.build_objective`` (a registered objective and its keyword arguments).
+
+    Attributes:
+        name: Registered objective name (default ``interpolant``: the interpolant regression loss).
+        kwargs: Arguments of the objective's factory, written inline.
+    """
+
+    __extra_field__: ClassVar[str] = "kwargs"
+    name: str = "interpolant"
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -340,6 +356,7 @@ class RunConfig:
         sample: :class:`SampleConfig`.
         eval: :class:`EvalConfig`.
         logging: :class:`LoggingConfig`.
+        objective: :class:`ObjectiveConfig` (optional; default: the interpolant objective).
     """
 
     name: str = "run"
@@ -352,6 +369,7 @@ class RunConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, overrides: Iterable[str] = ()) -> RunConfig:
@@ -504,6 +522,20 @@ def check_components(config: RunConfig) -> None:
             "model.precond: 'edm' needs a Gaussian-source path (vp, ve, rectified_flow, one-sided "
             f"stochastic); {interpolant.name} has a data source"
         )
+    from genlab.training.objective import OBJECTIVES, available_objectives
+
+    if config.objective.name not in OBJECTIVES:
+        raise ConfigError(
+            f"objective.name: unknown objective {config.objective.name!r}; choose one of "
+            f"{available_objectives()}"
+        )
+    _check_signature(
+        OBJECTIVES[config.objective.name],
+        config.objective.kwargs,
+        "objective",
+        ObjectiveConfig,
+        skip=("config", "components"),
+    )
     samplers = available_samplers()
     if config.sample.sampler not in samplers and ":" not in config.sample.sampler:
         raise ConfigError(

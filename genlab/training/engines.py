@@ -2,8 +2,9 @@
 (``torch.distributed`` + ``DistributedDataParallel``, launched by ``torchrun``).
 
 Both expose one small interface used by the :class:`~genlab.training.trainer.Trainer`: ``device``, ``rank``,
-``world_size``, ``is_main``, ``prepare``/``unwrap`` a module, ``autocast()`` around the network call,
-``step(loss, optimizer, params, grad_clip)`` (backward, unscale, clip, optimiser step), ``all_reduce_mean``,
+``world_size``, ``is_main``, ``prepare``/``unwrap`` a module (the Trainer prepares each trainable module of
+its objective), ``autocast()`` around the network call, ``step(loss, optimizer(s), params, grad_clip)``
+(backward, unscale, clip, optimiser steps), ``all_reduce_mean``,
 ``gather_object``, ``barrier`` and ``close``. Launch several processes with::
 
     torchrun --nproc_per_node=2 -m genlab train configs/moons_si.yaml --out runs/x
@@ -17,7 +18,7 @@ import contextlib
 import datetime
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -100,35 +101,40 @@ class Engine(ABC):
     def step(
         self,
         loss: Tensor,
-        optimizer: torch.optim.Optimizer,
+        optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
         params: list[nn.Parameter],
         *,
         grad_clip: float | None,
     ) -> float:
-        """Backward pass, (unscale,) clip the global gradient norm, optimiser step, zero the gradients.
+        """Backward pass, (unscale,) clip the global gradient norm, optimiser step(s), zero the gradients.
 
         Args:
             loss: Scalar loss.
-            optimizer: The optimiser.
-            params: Parameters whose gradient norm is measured/clipped.
+            optimizer: The optimiser, or one per trained module (all step on the same backward pass).
+            params: Parameters whose global gradient norm is measured/clipped.
             grad_clip: Max norm, or ``None``.
 
         Returns:
             The global gradient norm before clipping.
         """
+        optimizers = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.unscale_(optimizer)
+            for opt in optimizers:
+                self.scaler.unscale_(opt)
         else:
             loss.backward()
         max_norm = float("inf") if grad_clip is None else float(grad_clip)
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        for opt in optimizers:
+            if self.scaler is not None:
+                self.scaler.step(opt)
+            else:
+                opt.step()
         if self.scaler is not None:
-            self.scaler.step(optimizer)
             self.scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         return float(norm)
 
     def all_reduce_mean(self, values: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from genlab.data import ArrayDataset
 from genlab.metrics import energy_distance, mmd, psnr, sliced_wasserstein
 from genlab.training.components import collate, to_device
-from genlab.training.objective import Objective
+from genlab.training.objective import InterpolantObjective
 from genlab.training.sampling import Samples, reference_data
 
 __all__ = ["distances", "sample_metrics", "validation_loss"]
@@ -107,7 +107,7 @@ def sample_metrics(
 
 @torch.no_grad()
 def validation_loss(
-    objective: Objective,
+    objective: InterpolantObjective,
     model: nn.Module,
     dataset: ArrayDataset,
     *,
@@ -118,7 +118,7 @@ def validation_loss(
     """The objective on every item of ``dataset`` (in order, fixed noise), averaged over items.
 
     Args:
-        objective: The run's :class:`Objective`.
+        objective: An objective that evaluates a given Field (:class:`InterpolantObjective`).
         model: Field (EMA or raw).
         dataset: Held-out split.
         batch_size: Evaluation batch size.

@@ -1,26 +1,45 @@
-"""The training objective shared by every interpolant, coupling and prediction kind.
+"""Training objectives: the :class:`Objective` protocol the one :class:`~genlab.training.trainer.Trainer` runs,
+today's interpolant regression as :class:`InterpolantObjective`, and the objective registry.
 
-One evaluation: pair the batch with the coupling, draw times, sample the path, evaluate the Field and take the
-interpolant's quadratic loss (``Interpolant.loss``, reference/interpolants.md §1.3) of the Field's kind. The
-coupling's mask (inpainting) restricts the loss to the generated pixels; the EDM preconditioner brings its
-loss weight.
+An objective owns its trainable modules (the Trainer keeps one optimiser, one LR schedule and one EMA per
+module and checkpoints them under the module's name), computes its loss on a batch, exposes the Fields that
+sampling and evaluation use, and keeps its own state (phase, round, cached pairs ...) in a plain
+``state_dict`` that the Trainer writes into every checkpoint. A stateful objective (IMF/DSBM rounds and
+directions, several networks) is therefore trained, checkpointed and resumed by the same loop as a plain
+flow-matching run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from genlab.training.components import Components, make_cond, split_labels
+from genlab.models import Field
+from genlab.models.precond import edm_loss_weight
+from genlab.training.components import Components, make_cond, make_field, split_labels
 from genlab.training.config import RunConfig
-from genlab.training.precond import edm_loss_weight
 from genlab.utils import check_finite
 
-__all__ = ["LossOutput", "Objective", "sample_times"]
+__all__ = [
+    "OBJECTIVES",
+    "InterpolantObjective",
+    "LossOutput",
+    "Objective",
+    "ObjectiveBase",
+    "ObjectiveFactory",
+    "available_objectives",
+    "build_objective",
+    "register_objective",
+    "sample_times",
+]
+
+#: Context-manager factory around network calls (mixed precision); ``None`` means no autocast.
+Autocast = Callable[[], AbstractContextManager[Any]]
 
 
 def sample_times(
@@ -63,11 +82,108 @@ class LossOutput:
 
     Attributes:
         loss: Scalar loss (differentiable).
-        batch_size: Number of path samples it averages (doubled with antithetic pairs).
+        batch_size: Number of samples it averages (doubled with antithetic pairs).
+        trained: Names of the modules this loss trains (their optimisers step, their LR schedules and EMAs
+            advance); ``None`` means every module of the objective.
+        logs: Extra numbers to log at this step (e.g. ``{"round": 2}``).
     """
 
     loss: Tensor
     batch_size: int
+    trained: tuple[str, ...] | None = None
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What the Trainer runs (DESIGN.md, "Where the next families go").
+
+    The Trainer calls, in this order: :meth:`modules` (once; moves each module to the device, wraps it for the
+    engine, builds its optimiser, schedule and EMA), :meth:`bind` (once; hands back the wrapped training
+    modules, their EMA copies and the autocast factory), then :meth:`loss` every step; :meth:`state_dict` at
+    every checkpoint and :meth:`load_state_dict` on resume; :meth:`fields` for sampling and evaluation.
+    """
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The trainable modules by name (names key the checkpoint entries; the first one is the primary)."""
+
+    def bind(
+        self,
+        *,
+        train: Mapping[str, nn.Module],
+        ema: Mapping[str, nn.Module],
+        autocast: Autocast | None = None,
+    ) -> None:
+        """Receive the engine-wrapped training modules (e.g. DDP), their EMA copies and the autocast."""
+
+    def loss(self, batch: Any, *, step: int, generator: torch.Generator | None) -> LossOutput:
+        """The loss of one training batch at optimiser step ``step``."""
+
+    def fields(self, *, ema: bool = True) -> dict[str, Field]:
+        """The Fields that sampling and evaluation use (EMA or raw weights); the first is the primary."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The objective's own state (plain: tensors, numbers, strings, lists, dicts)."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
+
+class ObjectiveBase:
+    """Convenience base of objectives: stores what :meth:`bind` hands over and keeps an empty state.
+
+    Attributes:
+        train_modules: Engine-wrapped training modules by name (after :meth:`bind`; before it, the raw ones).
+        ema_modules: EMA copies by name (after :meth:`bind`; before it, the raw modules).
+        autocast: Autocast factory (``None``: none).
+    """
+
+    train_modules: dict[str, nn.Module]
+    ema_modules: dict[str, nn.Module]
+    autocast: Autocast | None = None
+
+    def modules(self) -> dict[str, nn.Module]:  # pragma: no cover - subclasses define it
+        raise NotImplementedError(f"{type(self).__name__} must define modules()")
+
+    def bind(
+        self,
+        *,
+        train: Mapping[str, nn.Module],
+        ema: Mapping[str, nn.Module],
+        autocast: Autocast | None = None,
+    ) -> None:
+        """Store the wrapped training modules, their EMA copies and the autocast factory.
+
+        Raises:
+            ValueError: If ``train`` or ``ema`` does not name exactly the objective's modules.
+        """
+        names = set(self.modules())
+        for what, given in (("train", train), ("ema", ema)):
+            if set(given) != names:
+                raise ValueError(
+                    f"bind({what}=...) names {sorted(given)} but {type(self).__name__} owns {sorted(names)}"
+                )
+        self.train_modules = dict(train)
+        self.ema_modules = dict(ema)
+        self.autocast = autocast
+
+    def module(self, name: str, *, ema: bool = False) -> nn.Module:
+        """The training (possibly wrapped) or EMA module ``name`` (the raw module before :meth:`bind`)."""
+        bound = getattr(self, "ema_modules" if ema else "train_modules", None)
+        return (bound or self.modules())[name]
+
+    def state_dict(self) -> dict[str, Any]:
+        """No state by default."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore by default.
+
+        Raises:
+            ValueError: If ``state`` is not empty.
+        """
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state but the checkpoint holds {sorted(state)}")
 
 
 def _twice(x: Any) -> Any:
@@ -78,17 +194,55 @@ def _twice(x: Any) -> Any:
     return x
 
 
-class Objective:
+class InterpolantObjective(ObjectiveBase):
     """``L(θ) = E_{(x0,x1)~π, t, z} w(t)·½|f_θ(x_t, t) − target_kind|²`` for the run's components.
+
+    One evaluation: pair the batch with the coupling, draw times, sample the path, evaluate the Field and take
+    the interpolant's quadratic loss (``Interpolant.loss``, reference/interpolants.md §1.3) of the Field's
+    kind. The coupling's mask (inpainting) restricts the loss to the generated pixels; the EDM preconditioning
+    brings its loss weight λ = 1/c_out² (Karras et al. 2022, Table 1). One module, ``"model"`` (the run's
+    network), and no state of its own.
 
     Args:
         config: Run config (``train.t_sampling``, ``t_eps``, ``antithetic``, ``model.precond``).
-        components: Built components (interpolant, coupling, kind, dataset for label lookup).
+        components: Built components (interpolant, coupling, kind, network, dataset for label lookup).
     """
+
+    #: The name of the one module (checkpoint keys ``model``, ``ema``, ``optimizer``, ``scheduler``).
+    module_name: str = "model"
 
     def __init__(self, config: RunConfig, components: Components) -> None:
         self.config = config
         self.components = components
+
+    def modules(self) -> dict[str, nn.Module]:
+        """``{"model": components.net}``."""
+        return {self.module_name: self.components.net}
+
+    def fields(self, *, ema: bool = True) -> dict[str, Field]:
+        """``{"model": Field}`` of the EMA (or raw) network with the run's preconditioning and masking."""
+        net = self.module(self.module_name, ema=ema)
+        if not ema:
+            net = self.components.net  # the raw module, not its engine wrapper
+        return {self.module_name: make_field(net, self.config, self.components)}
+
+    def bind(
+        self,
+        *,
+        train: Mapping[str, nn.Module],
+        ema: Mapping[str, nn.Module],
+        autocast: Autocast | None = None,
+    ) -> None:
+        """Store the modules (see :meth:`ObjectiveBase.bind`) and build the training Field once."""
+        super().bind(train=train, ema=ema, autocast=autocast)
+        self._train_field = make_field(self.train_modules[self.module_name], self.config, self.components)
+
+    def loss(self, batch: Any, *, step: int, generator: torch.Generator | None) -> LossOutput:
+        """The loss of the (engine-wrapped) training network on ``batch``; ``step`` is not used."""
+        model = getattr(self, "_train_field", None)
+        if model is None:
+            model = make_field(self.components.net, self.config, self.components)
+        return self(model, batch, generator=generator, autocast=self.autocast)
 
     def __call__(
         self,
@@ -97,9 +251,9 @@ class Objective:
         *,
         generator: torch.Generator | None,
         antithetic: bool | None = None,
-        autocast: Callable[[], Any] | None = None,
+        autocast: Autocast | None = None,
     ) -> LossOutput:
-        """Evaluate the loss of ``model`` (a Field, possibly DDP-wrapped) on one data batch.
+        """Evaluate the loss of any ``model`` (a Field, possibly DDP-wrapped; or an oracle) on one data batch.
 
         Args:
             model: Called as ``model(x_t, t, cond)``; returns the prediction of ``components.kind``.
@@ -146,3 +300,74 @@ class Objective:
         loss = comp.interpolant.loss(pred.to(path.x_t.dtype), path, comp.kind, weight=weight, mask=loss_mask)
         check_finite(loss, name="training loss")
         return LossOutput(loss=loss, batch_size=int(path.x_t.shape[0]))
+
+
+#: ``factory(config, components, **kwargs) -> Objective``; ``kwargs`` are the config's ``objective`` keys.
+ObjectiveFactory = Callable[..., Objective]
+
+OBJECTIVES: dict[str, ObjectiveFactory] = {"interpolant": InterpolantObjective}
+"""Name → factory ``(config, components, **kwargs) -> Objective``; ``"interpolant"`` is the default."""
+
+
+def register_objective(name: str, factory: ObjectiveFactory, *, overwrite: bool = False) -> ObjectiveFactory:
+    """Register an objective factory under ``name`` (then ``objective: {name: <name>, ...}`` in configs).
+
+    Args:
+        name: Registry name.
+        factory: Called as ``factory(config, components, **kwargs)``.
+        overwrite: Replace an existing entry.
+
+    Returns:
+        ``factory`` (so this works as a plain call next to the class).
+
+    Raises:
+        ValueError: If ``name`` is taken and ``overwrite`` is false.
+        TypeError: If ``factory`` is not callable.
+    """
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"objective name must be a non-empty string, got {name!r}")
+    if name in OBJECTIVES and not overwrite and OBJECTIVES[name] is not factory:
+        raise ValueError(f"objective {name!r} is already registered; pass overwrite=True to replace it")
+    OBJECTIVES[name] = factory
+    return factory
+
+
+def available_objectives() -> list[str]:
+    """Registered objective names, sorted."""
+    return sorted(OBJECTIVES)
+
+
+def build_objective(config: RunConfig, components: Components) -> Objective:
+    """The objective of ``config.objective`` (``name`` + keyword arguments) over ``components``.
+
+    Args:
+        config: Run config.
+        components: Its built components.
+
+    Returns:
+        The objective.
+
+    Raises:
+        ValueError: If the name is unknown.
+        TypeError: If the keyword arguments do not fit the factory, or its result lacks part of the
+            :class:`Objective` protocol.
+    """
+    ocfg = config.objective
+    if ocfg.name not in OBJECTIVES:
+        raise ValueError(
+            f"objective.name: unknown objective {ocfg.name!r}; choose one of {available_objectives()}"
+        )
+    try:
+        objective = OBJECTIVES[ocfg.name](config, components, **ocfg.kwargs)
+    except TypeError as err:
+        raise TypeError(f"objective {ocfg.name!r}: bad arguments {sorted(ocfg.kwargs)}: {err}") from err
+    if not isinstance(objective, Objective):
+        missing = [
+            m
+            for m in ("modules", "bind", "loss", "fields", "state_dict", "load_state_dict")
+            if not callable(getattr(objective, m, None))
+        ]
+        raise TypeError(f"objective {ocfg.name!r} built a {type(objective).__name__} lacking {missing}")
+    return objective

@@ -1,8 +1,13 @@
-"""The Trainer: one loop for every interpolant, coupling and prediction kind.
+"""The Trainer: one loop for every :class:`~genlab.training.objective.Objective`.
 
-Per step: the rank's batch for this step (:class:`~genlab.training.batches.StepBatches`), the interpolant loss
-(:class:`~genlab.training.objective.Objective`), backward / clip / AdamW step through the engine, LR schedule,
-EMA update. Every ``log_every`` steps the loss (averaged over the interval and the ranks), learning rate,
+The objective owns its modules, loss and state; the Trainer keeps, per module, one AdamW optimiser, one LR
+schedule and one EMA, and checkpoints them under the module's name (the module ``"model"`` under the keys
+``model``, ``ema``, ``optimizer``, ``scheduler``; a module ``"<name>"`` under ``model.<name>``, ``ema.<name>``,
+...), together with the objective's own ``state_dict``. Today's regression loss is the default
+:class:`~genlab.training.objective.InterpolantObjective` (one module, ``"model"``).
+
+Per step: the rank's batch for this step (:class:`~genlab.training.batches.StepBatches`), the objective's loss,
+backward / clip / AdamW step of the modules it trains through the engine, their LR schedules and EMA updates. Every ``log_every`` steps the loss (averaged over the interval and the ranks), learning rate,
 gradient norm, EMA decay and it/s go to the trackers; every ``sample_every`` steps rank 0 writes a picture;
 every ``eval_every`` steps it evaluates; every ``ckpt_every`` steps (and at the end) it writes a checkpoint.
 
@@ -36,17 +41,42 @@ from genlab.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from genlab.training.components import Components, build_components, make_field
+from genlab.training.components import Components, build_components
 from genlab.training.config import RunConfig, check_components, load_config
 from genlab.training.ema import EMA
 from genlab.training.engines import Engine, get_engine
 from genlab.training.evaluation import sample_metrics, validation_loss
-from genlab.training.objective import Objective
+from genlab.training.objective import Objective, build_objective
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.tracking import Tracker, make_tracker
 from genlab.utils import atomic_write
 
-__all__ = ["RESUMABLE_CHANGES", "Hook", "TrainResult", "Trainer", "lr_factor"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RESUMABLE_CHANGES",
+    "Hook",
+    "TrainResult",
+    "Trainer",
+    "checkpoint_key",
+    "lr_factor",
+]
+
+#: Checkpoint layout version (1: one network; 2: per-module entries plus the objective's state; the module
+#: ``"model"`` keeps the layout of version 1, so version-1 checkpoints load unchanged).
+CHECKPOINT_FORMAT = 2
+
+#: Per-module checkpoint entries.
+_MODULE_ENTRIES = ("model", "ema", "optimizer", "scheduler")
+
+
+def checkpoint_key(entry: str, module: str) -> str:
+    """Checkpoint key of ``entry`` (``model``, ``ema``, ``optimizer``, ``scheduler``) of module ``module``.
+
+    The module named ``"model"`` (the one network of an interpolant run) uses the bare entry name, so its
+    checkpoints read as before; any other module ``m`` uses ``"<entry>.<m>"``.
+    """
+    return entry if module == "model" else f"{entry}.{module}"
+
 
 #: A hook is called after every step with the trainer (before that step's record is logged and its checkpoint
 #: is written); a returned dict of numbers is logged at that step.
@@ -140,7 +170,7 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 class Trainer:
-    """Train a Field on a run config.
+    """Train any :class:`~genlab.training.objective.Objective` on a run config.
 
     Args:
         config: The run config (copied; data-dependent network sizes are filled in).
@@ -149,6 +179,16 @@ class Trainer:
         hooks: Callables run after every step, before its record is logged and its checkpoint written; see
             :data:`Hook`.
         tracker: Tracker (default: from the ``logging`` section, rank 0 only).
+        objective: A ready objective, or a factory ``(config, components) -> Objective`` called with the
+            run's components under the run's seed (default: the config's ``objective`` section, built from
+            the registry).
+
+    Attributes:
+        objective: The objective.
+        nets, emas, optimizers, schedulers: Per-module raw modules, EMAs, AdamW optimisers, LR schedules.
+        net, ema, optimizer, scheduler, model: Those of the primary (first) module; ``model`` is its engine
+            wrapper (DDP or the module itself).
+        field: The primary raw-weight Field (``None`` if the objective exposes no Field).
 
     Example:
         .. code-block:: python
@@ -165,6 +205,7 @@ class Trainer:
         engine: Engine | None = None,
         hooks: Sequence[Hook] = (),
         tracker: Tracker | None = None,
+        objective: Objective | Callable[[RunConfig, Components], Objective] | None = None,
     ) -> None:
         self.config = load_config(config)
         check_components(self.config)
@@ -178,13 +219,47 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
             self.components: Components = build_components(self.config)
-        self.net = self.components.net.to(self.device)
-        self.field = make_field(self.net, self.config, self.components)
-        self.model = self.engine.prepare(self.field)
-        self.ema = EMA(self.net, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup, power=tcfg.ema_power)
-        self.optimizer = torch.optim.AdamW(
-            self.net.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), weight_decay=tcfg.weight_decay
-        )
+            if objective is None:
+                objective = build_objective(self.config, self.components)
+            elif isinstance(objective, type) or (
+                callable(objective) and not isinstance(objective, Objective)
+            ):
+                objective = objective(self.config, self.components)
+        if isinstance(objective, type) or not isinstance(objective, Objective):
+            raise TypeError(
+                f"objective must implement the Objective protocol (modules, bind, loss, fields, state_dict, "
+                f"load_state_dict); got {type(objective).__name__}"
+            )
+        self.objective: Objective = objective
+        modules = objective.modules()
+        if not modules:
+            raise ValueError(
+                f"{type(objective).__name__}.modules() returned no module; it must own one to train"
+            )
+        self.nets: dict[str, torch.nn.Module] = {}
+        for name, module in modules.items():
+            if not isinstance(name, str) or not name or "." in name or "/" in name:
+                raise ValueError(f"module name {name!r} must be a non-empty string without '.' or '/'")
+            if not isinstance(module, torch.nn.Module):
+                raise TypeError(f"module {name!r} is a {type(module).__name__}, not a torch.nn.Module")
+            if not any(p.requires_grad for p in module.parameters()):
+                raise ValueError(
+                    f"module {name!r} has no trainable parameters; keep frozen parts in the objective's "
+                    "state_dict, not in modules()"
+                )
+            self.nets[name] = module.to(self.device)
+        self.primary = next(iter(self.nets))
+        self.prepared = {name: self.engine.prepare(m) for name, m in self.nets.items()}
+        self.emas = {
+            name: EMA(m, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup, power=tcfg.ema_power)
+            for name, m in self.nets.items()
+        }
+        self.optimizers = {
+            name: torch.optim.AdamW(
+                m.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), weight_decay=tcfg.weight_decay
+            )
+            for name, m in self.nets.items()
+        }
 
         def schedule(step: int) -> float:
             return lr_factor(
@@ -195,10 +270,23 @@ class Trainer:
                 min_ratio=tcfg.min_lr_ratio,
             )
 
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(opt, schedule) for name, opt in self.optimizers.items()
+        }
+        objective.bind(
+            train=self.prepared,
+            ema={name: e.module for name, e in self.emas.items()},
+            autocast=self.engine.autocast,
+        )
+        self.net = self.nets[self.primary]
+        self.ema = self.emas[self.primary]
+        self.optimizer = self.optimizers[self.primary]
+        self.scheduler = self.schedulers[self.primary]
+        raw_fields = objective.fields(ema=False)
+        self.field = next(iter(raw_fields.values())) if raw_fields else None
+        self.model = self.prepared[self.primary]
         gen_device = self.device if self.device.type == "cuda" else torch.device("cpu")
         self.generator = torch.Generator(device=gen_device).manual_seed(tcfg.seed + self.engine.rank)
-        self.objective = Objective(self.config, self.components)
         self.batches = StepBatches(
             self.components.split.train,
             batch_size=tcfg.batch_size,
@@ -215,41 +303,74 @@ class Trainer:
         self.elapsed = 0.0  # training wall time of earlier sessions of this run
         self._t_fit: float | None = None  # start of the current loop
         self.history: list[dict[str, Any]] = []
+        self._step_logs: dict[str, float] = {}
 
     # ------------------------------------------------------------------ fields
     def ema_field(self) -> torch.nn.Module:
-        """The Field with the EMA weights (what sampling and evaluation use by default)."""
-        return make_field(self.ema.module, self.config, self.components)
+        """The primary Field with the EMA weights (what sampling and evaluation use by default).
+
+        Raises:
+            ValueError: If the objective exposes no Field.
+        """
+        fields = self.objective.fields(ema=True)
+        if not fields:
+            raise ValueError(
+                f"{type(self.objective).__name__}.fields() is empty: nothing to sample or evaluate"
+            )
+        return next(iter(fields.values()))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint of this process (random states of this rank only; see :meth:`save_checkpoint`)."""
         from genlab import __version__
 
-        return {
-            "format": 1,
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
             "genlab_version": str(__version__),
             "torch_version": str(torch.__version__),
             "step": self.step,
             "loss": self.last_loss,
             "elapsed": self.elapsed + (time.perf_counter() - self._t_fit if self._t_fit is not None else 0.0),
-            "model": self.net.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.engine.scaler.state_dict() if self.engine.scaler is not None else {},
-            "world_size": self.engine.world_size,
-            "rng": [capture_rng_state(generators={"train": self.generator})],
-            "config": self.config.to_dict(),
-            "network": dict(self.components.network),
+            "modules": list(self.nets),
         }
+        for name in self.nets:
+            state[checkpoint_key("model", name)] = self.nets[name].state_dict()
+            state[checkpoint_key("ema", name)] = self.emas[name].state_dict()
+            state[checkpoint_key("optimizer", name)] = self.optimizers[name].state_dict()
+            state[checkpoint_key("scheduler", name)] = self.schedulers[name].state_dict()
+        state.update(
+            {
+                "objective": self.objective.state_dict(),
+                "scaler": self.engine.scaler.state_dict() if self.engine.scaler is not None else {},
+                "world_size": self.engine.world_size,
+                "rng": [capture_rng_state(generators={"train": self.generator})],
+                "config": self.config.to_dict(),
+                "network": dict(self.components.network),
+            }
+        )
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (random states of this rank included)."""
-        self.net.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        """Restore a checkpoint written by :meth:`save_checkpoint` (random states of this rank included).
+
+        Format-1 checkpoints (one network, no objective state) load into an objective whose one module is
+        named ``"model"``.
+
+        Raises:
+            ValueError: If the checkpoint's modules are not the objective's.
+        """
+        saved = list(state.get("modules", ["model"]))
+        if saved != list(self.nets):
+            raise ValueError(
+                f"the checkpoint holds modules {saved} but {type(self.objective).__name__} owns "
+                f"{list(self.nets)}; resume with the objective that wrote it"
+            )
+        for name in self.nets:
+            self.nets[name].load_state_dict(state[checkpoint_key("model", name)])
+            self.emas[name].load_state_dict(state[checkpoint_key("ema", name)])
+            self.optimizers[name].load_state_dict(state[checkpoint_key("optimizer", name)])
+            self.schedulers[name].load_state_dict(state[checkpoint_key("scheduler", name)])
+        self.objective.load_state_dict(state.get("objective", {}))
         if self.engine.scaler is not None and state.get("scaler"):
             self.engine.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
@@ -291,9 +412,11 @@ class Trainer:
         latest = self.ckpts.latest()
         if resume and latest is not None:
             state = load_checkpoint(latest, map_location=self.device)
+            saved_config = dict(state["config"])
+            saved_config.setdefault("objective", {"name": "interpolant"})  # format-1 checkpoints
             diff = [
                 k
-                for k in _diff_keys(state["config"], self.config.to_dict())
+                for k in _diff_keys(saved_config, self.config.to_dict())
                 if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES)
             ]
             if diff:
@@ -323,14 +446,34 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train_step(self, batch: Any) -> tuple[float, float]:
-        """One optimisation step on ``batch``. Returns ``(loss, gradient norm)``."""
-        self.model.train()
-        out = self.objective(self.model, batch, generator=self.generator, autocast=self.engine.autocast)
+        """One optimisation step on ``batch``. Returns ``(loss, gradient norm)``.
+
+        The objective's loss says which modules it trains (default: all); only their optimisers step and
+        only their LR schedules and EMAs advance. The gradient norm is the global one over those modules.
+        """
+        for module in self.prepared.values():
+            module.train()
+        out = self.objective.loss(batch, step=self.step, generator=self.generator)
+        trained = list(self.nets) if out.trained is None else list(out.trained)
+        unknown = sorted(set(trained) - set(self.nets))
+        if unknown or not trained:
+            raise ValueError(
+                f"{type(self.objective).__name__}.loss() trains {trained}; name some of its modules {list(self.nets)}"
+            )
+        params = [p for name in trained for p in self.nets[name].parameters()]
         grad_norm = self.engine.step(
-            out.loss, self.optimizer, list(self.net.parameters()), grad_clip=self.config.train.grad_clip
+            out.loss,
+            [self.optimizers[name] for name in trained],
+            params,
+            grad_clip=self.config.train.grad_clip,
         )
-        self.scheduler.step()
-        self.ema.update(self.net)
+        for name in trained:
+            self.schedulers[name].step()
+            self.emas[name].update(self.nets[name])
+        for name, opt in self.optimizers.items():  # a module the loss touched but does not train
+            if name not in trained:
+                opt.zero_grad(set_to_none=True)
+        self._step_logs = dict(out.logs)
         return float(out.loss.detach()), grad_norm
 
     def _fork_rng(self) -> AbstractContextManager[None]:
@@ -373,6 +516,11 @@ class Trainer:
                     )
                 )
             if "val_loss" in ecfg.metrics:
+                if not callable(self.objective):
+                    raise ValueError(
+                        f"eval.metrics has 'val_loss' but {type(self.objective).__name__} cannot evaluate a "
+                        "given Field; drop val_loss from eval.metrics"
+                    )
                 out["val_loss"] = validation_loss(
                     self.objective,
                     fld,
@@ -459,6 +607,7 @@ class Trainer:
                             "grad_norm": grad_norm,
                             "ema_decay": self.ema.current_decay(),
                             "it_per_s": (self.step - step_last) / max(now - t_last, 1e-9),
+                            **self._step_logs,  # the objective's own numbers at this step
                         }
                     )
                     t_last, step_last, loss_sum, loss_n = now, self.step, 0.0, 0

@@ -9,7 +9,7 @@ import torch
 
 from genlab.analytic import GaussianMixture, exact_field
 from genlab.interpolants import RectifiedFlow, StochasticInterpolant, VPDiffusion
-from genlab.training import Objective, build_components, load_config, make_field, sample_times
+from genlab.training import InterpolantObjective, build_components, load_config, make_field, sample_times
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_exact_conditional_mean_minimises_the_objective(tiny, target, interpolan
     # E[target|x_t]
     cfg = load_config(tiny())
     comps = dataclasses.replace(build_components(cfg), interpolant=interpolant, kind=kind)
-    objective = Objective(cfg, comps)
+    objective = InterpolantObjective(cfg, comps)
     field = exact_field(interpolant, "gaussian", target, kind)
     x1 = target.sample(16384, generator=torch.Generator().manual_seed(0))
 
@@ -79,7 +79,7 @@ def test_masked_coupling_counts_only_generated_pixels(tiny) -> None:
     cfg.model.kwargs = {"block_out_channels": [8, 16]}
     comps = build_components(cfg)
     assert comps.masked_output and cfg.model.kwargs["cond_channels"] == 2  # masked image + mask
-    objective = Objective(cfg, comps)
+    objective = InterpolantObjective(cfg, comps)
     x1 = comps.split.train.tensors[0][:32]
 
     def loss(offset_on: str) -> float:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from genlab.interpolants import RectifiedFlow, VEDiffusion, VPDiffusion
-from genlab.training import EDMPreconditioner, edm_loss_weight
+from genlab.models.precond import EDMPreconditioner, edm_loss_weight
 
 
 class _Scale(nn.Module):
