@@ -37,10 +37,8 @@ from genlab.interpolants.discrete import DiscreteVPSchedule
 from genlab.interpolants.interpolant import Interpolant
 from genlab.models.field import Field
 from genlab.samplers.base import CountingField, Prediction, Sampler, StepInfo
-from genlab.utils import NoiseStream
 from genlab.samplers.registry import register_prefix
-from genlab.samplers.semilinear import time_of_lam
-from genlab.utils import append_dims
+from genlab.utils import NoiseStream, append_dims
 
 __all__ = [
     "DIFFUSERS_PREDICTION_KINDS",
@@ -51,9 +49,10 @@ __all__ = [
     "time_at_log_snr",
 ]
 
-#: diffusers ``prediction_type`` → the genlab kind a model of that type outputs (``v_prediction`` is a combination:
-#: v = √ᾱ·ε − √(1 − ᾱ)·x1, Salimans & Ho ICLR'22 §4).
-DIFFUSERS_PREDICTION_KINDS: dict[str, str] = {"epsilon": "noise", "sample": "x1", "v_prediction": "v"}
+#: diffusers ``prediction_type`` → the genlab kind a model of that type outputs. ``v_prediction`` is no genlab kind
+#: (``None``): it is mapped here, at the boundary, as v = √ᾱ·ε − √(1 − ᾱ)·x1 from the ``"noise"`` and ``"x1"``
+#: predictions (Salimans & Ho ICLR'22 §4).
+DIFFUSERS_PREDICTION_KINDS: dict[str, str | None] = {"epsilon": "noise", "sample": "x1", "v_prediction": None}
 
 _F64 = torch.float64
 #: Relative slack on the log-SNR range under which a level is snapped to the path's end (float32 tables).
@@ -69,11 +68,6 @@ def _import_diffusers() -> Any:
     return diffusers
 
 
-def _lam(interpolant: Interpolant, t: Tensor) -> Tensor:
-    """Half log-SNR λ(t) = log(β/α) in float64 (t a 1-D float64 tensor)."""
-    return interpolant.semilinear(t, t).lam.to(_F64)
-
-
 def time_at_log_snr(
     interpolant: Interpolant,
     lam: Tensor | float,
@@ -82,8 +76,8 @@ def time_at_log_snr(
 ) -> tuple[Tensor, Tensor]:
     """The genlab time(s) at which the path's half log-SNR λ(t) = log(β/α) equals ``lam``.
 
-    Uses the schedule's closed-form ``snr_inverse`` when it has one (checked to 1e-9 in λ), else bisection of λ(t)
-    on [0, 1] (:func:`genlab.samplers.semilinear.time_of_lam`; λ increases with t on every Gaussian-source path).
+    The inverse is :meth:`Interpolant.time_at_lam` (the schedule's closed-form ``snr_inverse`` when it reproduces λ
+    to 1e-9, else bisection of λ(t) on [0, 1]; λ increases with t on every Gaussian-source path).
     ``lam = +inf`` (clean data, ᾱ = 1) maps to t = 1 when the path reaches α(1) = 0; ``-inf`` to t = 0 when
     β(0) = 0.
 
@@ -102,7 +96,7 @@ def time_at_log_snr(
         raise ValueError("matching noise levels needs a Gaussian-source path (x_t = α·ε + β·x1)")
     target = torch.as_tensor(lam, dtype=_F64).reshape(-1)
     ends = torch.tensor([0.0, 1.0], dtype=_F64)
-    lam0, lam1 = (float(v) for v in _lam(interpolant, ends))
+    lam0, lam1 = (float(v) for v in interpolant.lam(ends))
     if not lam1 > lam0:
         raise ValueError(f"the path's log-SNR must increase from t=0 to t=1 (got λ(0)={lam0}, λ(1)={lam1})")
     slack0 = _RANGE_SLACK * max(1.0, abs(lam0)) if math.isfinite(lam0) else 0.0
@@ -128,16 +122,7 @@ def time_at_log_snr(
     t[at_lo] = 0.0
     inner = ~(at_hi | at_lo)
     if bool(inner.any()):
-        goal = tgt[inner]
-        inv = getattr(interpolant.schedule, "snr_inverse", None)
-        sol = None
-        if inv is not None:
-            cand = inv(2 * goal).to(_F64)
-            if bool((_lam(interpolant, cand) - goal).abs().le(1e-9 * goal.abs().clamp_min(1.0)).all()):
-                sol = cand
-        if sol is None:
-            sol = time_of_lam(interpolant, goal, torch.zeros_like(goal), torch.ones_like(goal))
-        t[inner] = sol
+        t[inner] = interpolant.time_at_lam(tgt[inner])
     return t, clamped
 
 
@@ -343,7 +328,7 @@ class DiffusersSampler(Sampler):
     # ------------------------------------------------------------------ sampling
     def _model_output(self, pred: Prediction, abar: float) -> Tensor:
         kind = DIFFUSERS_PREDICTION_KINDS[self.prediction_type]
-        if kind != "v":
+        if kind is not None:
             return pred(kind)
         return math.sqrt(abar) * pred("noise") - math.sqrt(max(0.0, 1.0 - abar)) * pred("x1")
 

@@ -10,7 +10,6 @@ the path ``x_t = α x0 + β x1 + γ z`` with ``(α, β, γ) = (a, b, c)`` (``ref
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -22,11 +21,13 @@ from genlab.interpolants.schedules import DDBMSchedule
 from genlab.models.field import Field
 from genlab.samplers.base import CountingField, Sampler, StepInfo
 from genlab.samplers.implicit import require_capabilities
-from genlab.utils import NoiseStream
+from genlab.samplers.multistep import MultistepTable, data_form_table, run_multistep
 from genlab.samplers.registry import register_sampler
 from genlab.samplers.sde import EpsSpec, diffusion_coefficient
+from genlab.samplers.semilinear import semilinear_grid
+from genlab.utils import NoiseStream
 
-__all__ = ["DBIM", "DBIMHighOrder", "DDBMHeun", "dbim_grid", "ddbm_grid"]
+__all__ = ["DBIM", "DBIMHighOrder", "DDBMHeun", "dbim_grid", "dbim_ho_table", "ddbm_grid"]
 
 _F64 = torch.float64
 
@@ -107,6 +108,35 @@ def _coeff(interpolant: Interpolant, t: Tensor) -> tuple[float, float, float]:
     """(α, β, γ) of the path at the 0-d time ``t`` as Python floats (float64)."""
     c = interpolant.schedule.coeffs(t.reshape(1))
     return float(c.alpha[0]), float(c.beta[0]), float(c.gamma[0])
+
+
+def dbim_ho_table(interpolant: Interpolant, grid: Tensor, *, order: int = 2,
+                  lower_order_final: bool = True) -> MultistepTable:
+    """The coefficient table of DBIM high order (Zheng et al. ICLR'25, §4.3, eq. 15) on the steps after the boot.
+
+    Data-form steps of the DBIM ODE with λ = log(β/γ): order min(order, j + 1) at the j-th step (warm-up), first
+    order on the last step with ``lower_order_final`` and on any step ending where γ = 0 (h = ∞); order 2 is the
+    ``"heun"`` formula φ_2·D', order 3 the exact integral of the quadratic (:func:`data_form_weights`).
+
+    Args:
+        interpolant: The bridge.
+        grid: ``(N+1,)`` increasing times, the first one with γ > 0 (the boot, if any, is not part of the table).
+        order: 2 or 3.
+        lower_order_final: First-order last step.
+
+    Returns:
+        A data-form :class:`~genlab.samplers.multistep.MultistepTable` with known-source coefficients.
+
+    Raises:
+        ValueError: For an order other than 2 or 3.
+    """
+    if order not in (2, 3):
+        raise ValueError(f"order must be 2 or 3, got {order!r}")
+    tab = semilinear_grid(interpolant, grid)
+    n = tab.t.numel() - 1
+    orders = [1 if (lower_order_final and j == n - 1) or float(tab.noise[j + 1]) == 0.0 else min(order, j + 1)
+              for j in range(n)]
+    return data_form_table(tab, orders, solver_type="heun")
 
 
 @register_sampler
@@ -269,12 +299,9 @@ class DBIMHighOrder(DBIM):
         self.order = order
         self.lower_order_final = bool(lower_order_final)
 
-    @staticmethod
-    def _semilinear(interp: Interpolant, t: Tensor, x: Tensor) -> tuple[float, float, float, float]:
-        """(known α, data β, noise γ, λ = log(β/γ)) at the 0-d time ``t`` from :meth:`Interpolant.semilinear`."""
-        sl = interp.semilinear(t.reshape(1), x[:1])
-        known = 0.0 if sl.known is None else float(sl.known[0])
-        return known, float(sl.data[0]), float(sl.noise[0]), float(sl.lam[0])
+    def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:
+        """This sampler's :func:`dbim_ho_table` on the steps after the boot (``grid`` starting where γ > 0)."""
+        return dbim_ho_table(interpolant, grid, order=self.order, lower_order_final=self.lower_order_final)
 
     def _sample(
         self,
@@ -287,11 +314,9 @@ class DBIMHighOrder(DBIM):
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
-        interp = field.interpolant
         x0, forward, gammas = self._prologue(field, x, grid, cond)
         if not forward:
             raise ValueError("dbim_ho generates only (increasing grid); encode with DBIM(eta=0)")
-        n = grid.numel() - 1
         noise = NoiseStream(x, generator)
         aux: dict[str, Any] = {}
         start = 0
@@ -301,40 +326,13 @@ class DBIMHighOrder(DBIM):
             aux["eps_boot"] = eps_boot
             self._report(0, grid, x, callback, trajectory, x1_hat=x1_hat)
             start = 1
-        hist_lam: list[float] = []
-        hist_x1: list[Tensor] = []
-        for j, i in enumerate(range(start, n)):
-            s, t = grid[i], grid[i + 1]
-            x1_hat = field.evaluate(x, s, cond)("x1")
-            a_s, b_s, g_s, lam_s = self._semilinear(interp, s, x)
-            a_t, b_t, g_t, _ = self._semilinear(interp, t, x)
-            order = min(self.order, j + 1)
-            if (self.lower_order_final and i == n - 1) or g_t == 0.0:
-                order = 1
-            ratio = g_t / g_s
-            em = (g_t * b_s) / (g_s * b_t)  # e^{−h}
-            out = ratio * x + (a_t - a_s * ratio) * x0 + (b_t * (1 - em)) * x1_hat
-            if order >= 2:
-                h = self._semilinear(interp, t, x)[3] - lam_s
-                phi2 = math.expm1(-h) + h  # e^{−h} + h − 1
-                h1 = lam_s - hist_lam[-1]
-                d1 = (x1_hat - hist_x1[-1]) / h1
-                if order == 2:
-                    out = out + (b_t * phi2) * d1
-                else:
-                    h2 = hist_lam[-1] - hist_lam[-2]
-                    d2 = (hist_x1[-1] - hist_x1[-2]) / h2
-                    first = (d1 * (2 * h1 + h2) - d2 * h1) / (h1 + h2)
-                    second = 2 * (d1 - d2) / (h1 + h2)
-                    phi3 = h * h / 2 - h - math.expm1(-h)  # h²/2 − h + 1 − e^{−h}
-                    out = out + (b_t * phi2) * first + (b_t * phi3) * second
-            x = out
-            hist_lam.append(lam_s)
-            hist_x1.append(x1_hat)
-            if len(hist_lam) > 2:
-                hist_lam.pop(0)
-                hist_x1.pop(0)
-            self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
+        if start < grid.numel() - 1:
+            table = self.build_table(field.interpolant, grid[start:])
+
+            def report(j: int, x_next: Tensor, x1_hat: Tensor) -> None:
+                self._report(start + j, grid, x_next, callback, trajectory, x1_hat=x1_hat)
+
+            x = run_multistep(field, x, grid[start:], table, cond=cond, x_src=x0, report=report)
         return x, aux
 
 

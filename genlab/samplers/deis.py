@@ -37,7 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.interpolants.interpolant import Interpolant
 from genlab.samplers.base import CountingField, Sampler, StepInfo
+from genlab.samplers.multistep import MultistepTable, TableSampler, combine
 from genlab.samplers.ode import ButcherTableau
 from genlab.samplers.registry import register_sampler
 from genlab.samplers.semilinear import (
@@ -45,7 +47,6 @@ from genlab.samplers.semilinear import (
     check_lower_order_final,
     multistep_orders,
     semilinear_grid,
-    time_of_lam,
 )
 
 __all__ = [
@@ -139,7 +140,10 @@ class _EpsFormSampler(Sampler):
     requires: ClassVar[frozenset[str]] = frozenset({"semilinear", "gaussian_source"})
 
     def _table(self, field: CountingField, grid: Tensor) -> SemilinearGrid:
-        tab = semilinear_grid(field.interpolant, grid)
+        return self._table_for(field.interpolant, grid)
+
+    def _table_for(self, interpolant: Interpolant, grid: Tensor) -> SemilinearGrid:
+        tab = semilinear_grid(interpolant, grid)
         tab.check_steps_from(self.name)
         bad = ~torch.isfinite(tab.rho)
         if bool(bad.any()):
@@ -152,43 +156,20 @@ class _EpsFormSampler(Sampler):
             )
         return tab
 
-    @staticmethod
-    def _update(x: Tensor, ratio: float, coefs: list[float], eps: list[Tensor]) -> Tensor:
-        out = ratio * x
-        for c, e in zip(coefs, eps):
-            out = out + c * e
-        return out
 
-
-class _EpsMultistepSampler(_EpsFormSampler):
-    """ε-form linear multistep samplers: subclasses supply the weights, the stepping loop is shared."""
+class _EpsMultistepSampler(_EpsFormSampler, TableSampler):
+    """ε-form linear multistep samplers: subclasses supply the weights, :func:`run_multistep` runs them."""
 
     @abstractmethod
     def _step_coefficients(self, interp: Any, tab: SemilinearGrid) -> list[list[float]]:
         """Row i: the weights of ε̂_i, ε̂_{i−1}, … in step i (``tab`` as returned by :meth:`_table`)."""
 
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        """``x_{i+1} = (β_{i+1}/β_i)x_i + Σ_j coefs[i][j]·ε̂_{i−j}`` with one evaluation per step."""
-        tab = self._table(field, grid)
-        coefs = self._step_coefficients(field.interpolant, tab)
-        history: list[Tensor] = []
-        depth = max(len(c) for c in coefs)
-        for i, c in enumerate(coefs):
-            eps = field.evaluate(x, grid[i], cond)("noise")
-            history = [eps, *history[: depth - 1]]
-            x = self._update(x, float(tab.data[i + 1] / tab.data[i]), c, history[: len(c)])
-            self._report(i, grid, x, callback, trajectory)
-        return x, {}
+    def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:
+        """``x_{i+1} = (β_{i+1}/β_i)x_i + Σ_j coefs[i][j]·ε̂_{i−j}`` as a noise-form table (one evaluation per step)."""
+        tab = self._table_for(interpolant, grid)
+        coefs = self._step_coefficients(interpolant, tab)
+        ratio = tuple(float(tab.data[i + 1] / tab.data[i]) for i in range(len(coefs)))
+        return MultistepTable(times=tab.t, form="noise", ratio=ratio, weights=tuple(map(tuple, coefs)))
 
 
 def _check_degree(order: Any, lo: int, hi: int, what: str) -> int:
@@ -433,8 +414,8 @@ class DEISRhoRK(_EpsFormSampler):
         if inner:
             lam_targets = torch.tensor([-math.log(rho[i] + tb.c[k] * (rho[i + 1] - rho[i])) for i, k in inner],
                                        dtype=torch.float64)
-            ts = time_of_lam(field.interpolant, lam_targets, tab.t[[i for i, _ in inner]],
-                             tab.t[[i + 1 for i, _ in inner]])
+            ts = field.interpolant.time_at_lam(lam_targets, t_lo=tab.t[[i for i, _ in inner]],
+                                               t_hi=tab.t[[i + 1 for i, _ in inner]])
             betas = semilinear_grid(field.interpolant, ts).data
             for j, key in enumerate(inner):
                 stage_t[key] = ts[j].to(grid.device)
@@ -450,9 +431,9 @@ class DEISRhoRK(_EpsFormSampler):
                     t_k, b_k = grid[i + 1], float(tab.data[i + 1])
                 else:
                     t_k, b_k = stage_t[(i, k)], stage_beta[(i, k)]
-                x_k = self._update(x, b_k / b_i, [b_k * d_rho * a for a in tb.a[k][:k]], eps)
+                x_k = combine(x, b_k / b_i, 0.0, None, [b_k * d_rho * a for a in tb.a[k][:k]], eps)
                 eps.append(field.evaluate(x_k, t_k, cond)("noise"))
             b_next = float(tab.data[i + 1])
-            x = self._update(x, b_next / b_i, [b_next * d_rho * bw for bw in tb.b], eps)
+            x = combine(x, b_next / b_i, 0.0, None, [b_next * d_rho * bw for bw in tb.b], eps)
             self._report(i, grid, x, callback, trajectory)
         return x, {}

@@ -43,14 +43,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from genlab.interpolants.interpolant import Interpolant
 from genlab.samplers.base import CountingField, Sampler, StepInfo
+from genlab.samplers.multistep import MultistepTable, TableSampler, combine, data_form_table, phi_functions
 from genlab.samplers.registry import register_sampler
 from genlab.samplers.semilinear import (
     SemilinearGrid,
     check_lower_order_final,
     multistep_orders,
     semilinear_grid,
-    time_of_lam,
 )
 
 __all__ = [
@@ -59,62 +60,74 @@ __all__ = [
     "DPMSolverPP2S",
     "DPMSolverPP3M",
     "DPMSolverPPMultistep",
+    "dpmpp_orders",
+    "dpmpp_table",
     "phi_functions",
 ]
 
 _SOLVER_TYPES = ("midpoint", "heun")
 
 
-def phi_functions(h: float) -> tuple[float, float, float]:
-    """``(φ1, φ2, φ3) = (1 − e^{−h}, e^{−h} − 1 + h, h²/2 − h + 1 − e^{−h})`` in float64, stable for small |h|.
-
-    These are ∫_0^h e^{u−h}·u^k/k! du for k = 0, 1, 2: the weights of x̂1, dx̂1/dλ and d²x̂1/dλ² in one data-form
-    exponential-integrator step. For h = +∞ only φ1 = 1 is finite.
+def dpmpp_orders(tab: SemilinearGrid, order: int, lower_order_final: bool | None, *,
+                 max_step_ratio: float = 2.0) -> list[int]:
+    """Order used at each step of DPM-Solver++ kM on a grid (warm-up, ``lower_order_final``, infinite λ, step ratio).
 
     Args:
-        h: Step in λ.
+        tab: Semilinear coefficients of the grid.
+        order: Maximal order k (1, 2 or 3).
+        lower_order_final: See :class:`DPMSolverPPMultistep`.
+        max_step_ratio: Largest |h/h₁| at which a step keeps order ≥ 2 (see the module docstring).
 
     Returns:
-        The three weights.
+        One order per step.
     """
-    em = math.expm1(-h) if h != math.inf else -1.0  # e^{−h} − 1
-    phi1 = -em
-    if not math.isfinite(h):
-        return phi1, math.inf, math.inf
-    if abs(h) < 1e-2:  # series: φ2 = h²/2 − h³/6 + …, φ3 = h³/6 − h⁴/24 + …
-        phi2 = sum((-1) ** k * h ** (k + 2) / math.factorial(k + 2) for k in range(6))
-        phi3 = sum((-1) ** k * h ** (k + 3) / math.factorial(k + 3) for k in range(6))
-        return phi1, phi2, phi3
-    return phi1, em + h, 0.5 * h * h - h - em
+    lam = [float(v) for v in tab.lam]
+    orders = []
+    for i, p in enumerate(multistep_orders(order, tab.t.numel() - 1, lower_order_final)):
+        if not math.isfinite(lam[i + 1] - lam[i]):
+            p = 1
+        for k in range(1, p):
+            if not math.isfinite(lam[i - k]):
+                p = k
+                break
+        steps = [lam[i + 1 - k] - lam[i - k] for k in range(p)]  # h, h₁, h₂ (finite here)
+        for k in range(1, p):
+            if abs(steps[k - 1]) > max_step_ratio * abs(steps[k]):
+                p = k
+                break
+        orders.append(p)
+    return orders
 
 
-def _multistep_weights(order: int, solver_type: str, h: float, h1: float, h2: float) -> list[float]:
-    """Weights (before the factor d_t) of x̂1_s, x̂1_{s−1}, x̂1_{s−2} in one data-form multistep step.
+def dpmpp_table(interpolant: Interpolant, grid: Tensor, *, order: int = 2, solver_type: str = "midpoint",
+                lower_order_final: bool | None = None, max_step_ratio: float = 2.0,
+                name: str = "dpmpp_multistep") -> MultistepTable:
+    """The coefficient table of DPM-Solver++ kM (Lu et al. 2022, Alg. 2; Taylor-correct 3M) on ``grid``.
 
     Args:
+        interpolant: A path with semilinear structure.
+        grid: ``(N+1,)`` times.
         order: 1, 2 or 3.
-        solver_type: Second-order variant, ``"midpoint"`` or ``"heun"``.
-        h: λ_t − λ_s.
-        h1: λ_s − λ_{s−1} (used for order ≥ 2).
-        h2: λ_{s−1} − λ_{s−2} (order 3).
+        solver_type: ``"midpoint"`` or ``"heun"`` (second-order formula).
+        lower_order_final: See :class:`DPMSolverPPMultistep`.
+        max_step_ratio: See :func:`dpmpp_orders`.
+        name: Sampler name for error messages.
 
     Returns:
-        ``order`` weights.
+        A data-form :class:`~genlab.samplers.multistep.MultistepTable`.
+
+    Raises:
+        ValueError: For an order outside {1, 2, 3}, an unknown ``solver_type``, or a grid step that starts where
+            the noise coefficient is 0.
     """
-    phi1, phi2, phi3 = phi_functions(h)
-    if order == 1:
-        return [phi1]
-    if order == 2:
-        if solver_type == "midpoint":  # φ1·(m0 + ½·(h/h1)·(m0 − m1))
-            c = 0.5 * phi1 * h / h1
-            return [phi1 + c, -c]
-        c = phi2 / h1  # φ2·(m0 − m1)/h1
-        return [phi1 + c, -c]
-    # order 3: exact integral of the quadratic through (λ_s, m0), (λ_s − h1, m1), (λ_s − h1 − h2, m2)
-    s12 = h1 + h2
-    d1 = [(2 * h1 + h2) / (h1 * s12), -(2 * h1 + h2) / (h1 * s12) - h1 / (h2 * s12), h1 / (h2 * s12)]
-    d2 = [2 / (h1 * s12), -2 / (h1 * s12) - 2 / (h2 * s12), 2 / (h2 * s12)]
-    return [phi1 * (j == 0) + phi2 * a + phi3 * b for j, (a, b) in enumerate(zip(d1, d2))]
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if solver_type not in _SOLVER_TYPES:
+        raise ValueError(f"solver_type must be one of {_SOLVER_TYPES}, got {solver_type!r}")
+    tab = semilinear_grid(interpolant, grid)
+    tab.check_steps_from(name)
+    orders = dpmpp_orders(tab, order, lower_order_final, max_step_ratio=max_step_ratio)
+    return data_form_table(tab, orders, solver_type=solver_type)
 
 
 class _DataFormSampler(Sampler):
@@ -140,20 +153,8 @@ class _DataFormSampler(Sampler):
             known = known_next - float(tab.known[s]) * ratio
         return ratio, known
 
-    @staticmethod
-    def _combine(x: Tensor, ratio: float, known_coef: float, x_src: Tensor | None, weights: list[float],
-                 preds: list[Tensor]) -> Tensor:
-        # one allocation, then fused in-place multiply-adds (the sampler's per-step overhead is this function)
-        out = x * ratio if ratio != 0.0 else torch.zeros_like(x)
-        if x_src is not None and known_coef != 0.0:
-            out.add_(x_src, alpha=known_coef)
-        for w, m in zip(weights, preds):
-            if w != 0.0:
-                out.add_(m, alpha=w)
-        return out
 
-
-class DPMSolverPPMultistep(_DataFormSampler):
+class DPMSolverPPMultistep(_DataFormSampler, TableSampler):
     """DPM-Solver++ multistep of order 1, 2 or 3 in data form (Lu et al. 2022, Alg. 2; Taylor-correct order 3).
 
     Needs the data prediction x̂1 (any field kind is converted exactly; one evaluation per step). Runs on every
@@ -185,54 +186,16 @@ class DPMSolverPPMultistep(_DataFormSampler):
 
     def step_orders(self, tab: SemilinearGrid) -> list[int]:
         """Order actually used at each step of a grid (warm-up, ``lower_order_final``, infinite λ, step ratio)."""
-        n = tab.t.numel() - 1
-        lam = [float(v) for v in tab.lam]
-        kappa = self.max_step_ratio
-        orders = []
-        for i, p in enumerate(multistep_orders(self.order, n, self.lower_order_final)):
-            if not math.isfinite(lam[i + 1] - lam[i]):
-                p = 1
-            for k in range(1, p):
-                if not math.isfinite(lam[i - k]):
-                    p = k
-                    break
-            steps = [lam[i + 1 - k] - lam[i - k] for k in range(p)]  # h, h₁, h₂ (finite here)
-            for k in range(1, p):
-                if abs(steps[k - 1]) > kappa * abs(steps[k]):
-                    p = k
-                    break
-            orders.append(p)
-        return orders
+        return dpmpp_orders(tab, self.order, self.lower_order_final, max_step_ratio=self.max_step_ratio)
 
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        tab = self._table(field, grid)
-        x_src = self._known_source(field, cond)
-        lam = [float(v) for v in tab.lam]
-        orders = self.step_orders(tab)
-        history: list[Tensor] = []  # newest first
-        for i, p in enumerate(orders):
-            m0 = field.evaluate(x, grid[i], cond)("x1")
-            history = [m0, *history[: self.order - 1]]
-            h = lam[i + 1] - lam[i]
-            h1 = lam[i] - lam[i - 1] if p >= 2 else math.nan
-            h2 = lam[i - 1] - lam[i - 2] if p >= 3 else math.nan
-            d_next = float(tab.data[i + 1])
-            weights = [d_next * w for w in _multistep_weights(p, self.solver_type, h, h1, h2)]
-            ratio, known_coef = self._transfer(tab, i, float(tab.noise[i + 1]),
-                                               None if tab.known is None else float(tab.known[i + 1]))
-            x = self._combine(x, ratio, known_coef, x_src, weights, history[:p])
-            self._report(i, grid, x, callback, trajectory, x1_hat=m0)
-        return x, {"orders": orders}
+    def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:
+        """This sampler's :func:`dpmpp_table` on ``grid``."""
+        return dpmpp_table(interpolant, grid, order=self.order, solver_type=self.solver_type,
+                           lower_order_final=self.lower_order_final, max_step_ratio=self.max_step_ratio,
+                           name=self.name)
+
+    def _aux(self, table: MultistepTable) -> dict[str, Any]:
+        return {"orders": list(table.orders)}
 
 
 @register_sampler
@@ -330,7 +293,7 @@ class DPMSolverPP2S(_DataFormSampler):
         mid: dict[int, SemilinearGrid] = {}
         if idx:
             targets = torch.tensor([lam[i] + self.r * (lam[i + 1] - lam[i]) for i in idx], dtype=torch.float64)
-            t_u = time_of_lam(interp, targets, tab.t[idx], tab.t[[i + 1 for i in idx]])
+            t_u = interp.time_at_lam(targets, t_lo=tab.t[idx], t_hi=tab.t[[i + 1 for i in idx]])
             tab_u = semilinear_grid(interp, t_u)
             for j, i in enumerate(idx):
                 if not 0.0 < (float(tab_u.lam[j]) - lam[i]) / (lam[i + 1] - lam[i]) < 1.0:  # checked before any call
@@ -348,20 +311,20 @@ class DPMSolverPP2S(_DataFormSampler):
             h = lam[i + 1] - lam[i]
             ratio, known_coef = self._transfer(tab, i, float(tab.noise[i + 1]),
                                                None if tab.known is None else float(tab.known[i + 1]))
-            phi1 = phi_functions(h)[0]
+            phi1 = phi_functions(h, 1)[0]
             d_next = float(tab.data[i + 1])
             if i not in mid:
-                x = self._combine(x, ratio, known_coef, x_src, [d_next * phi1], [m0])
+                x = combine(x, ratio, known_coef, x_src, [d_next * phi1], [m0])
             else:
                 u = mid[i]
                 h_u = float(u.lam[0]) - lam[i]
                 ratio_u, known_u = self._transfer(tab, i, float(u.noise[0]),
                                                   None if u.known is None else float(u.known[0]))
-                x_u = self._combine(x, ratio_u, known_u, x_src, [float(u.data[0]) * phi_functions(h_u)[0]], [m0])
+                x_u = combine(x, ratio_u, known_u, x_src, [float(u.data[0]) * phi_functions(h_u, 1)[0]], [m0])
                 m_u = field.evaluate(x_u, u.t[0].to(grid.device), cond)("x1")
                 r = h_u / h  # the realised r (equal to self.r up to the bisection tolerance)
                 w_u = 1.0 / (2.0 * r)
-                x = self._combine(x, ratio, known_coef, x_src, [d_next * phi1 * (1.0 - w_u), d_next * phi1 * w_u],
+                x = combine(x, ratio, known_coef, x_src, [d_next * phi1 * (1.0 - w_u), d_next * phi1 * w_u],
                                   [m0, m_u])
             self._report(i, grid, x, callback, trajectory, x1_hat=m0)
         return x, {}

@@ -8,7 +8,7 @@ Every grid is a float64 tensor of ``N + 1`` genlab times, increasing for generat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -72,23 +72,6 @@ def power(steps: int, *, kappa: float = 2.0, t_start: float = 0.0, t_end: float 
     return _finish(1 - (s0 + r * (s1 - s0)) ** kappa, reverse)
 
 
-def _bisect(fn: Callable[[Tensor], Tensor], targets: Tensor, lo: float, hi: float, increasing: bool) -> Tensor:
-    """Invert a monotone ``fn`` on [lo, hi] by bisection (float64, 80 halvings)."""
-    a = torch.full_like(targets, lo)
-    b = torch.full_like(targets, hi)
-    for _ in range(80):
-        mid = 0.5 * (a + b)
-        val = fn(mid)
-        go_right = (val < targets) if increasing else (val > targets)
-        a = torch.where(go_right, mid, a)
-        b = torch.where(go_right, b, mid)
-    return 0.5 * (a + b)
-
-
-def _lam(interpolant: Interpolant, t: Tensor) -> Tensor:
-    return interpolant.semilinear(t, t).lam
-
-
 #: |λ| beyond which a default grid end counts as degenerate: one coefficient is below 1e-13 of the other, i.e. a
 #: zero that only rounding made non-zero (cos(π/2) ≈ 6e-17 gives |λ| ≈ 37).
 _LAM_DEGENERATE = 30.0
@@ -98,10 +81,10 @@ def _degenerate(lam: Tensor) -> bool:
     return not bool((torch.isfinite(lam) & (lam.abs() <= _LAM_DEGENERATE)).all())
 
 
-def _auto_range(interpolant: Interpolant, t_start: float | None, t_end: float | None,
-                fn: Callable[[Tensor], Tensor]) -> tuple[float, float]:
+def _auto_range(interpolant: Interpolant, t_start: float | None, t_end: float | None) -> tuple[float, float]:
     """Pull the default ends inside by 1e-3 where the log-SNR is infinite (α = 0 at t = 1, β = 0 at t = 0), or so
     large that the end is such a zero up to rounding (|λ| > 30); explicit ends are kept but must have a finite λ."""
+    fn = interpolant.lam
     ts = 0.0 if t_start is None else t_start
     te = 1.0 if t_end is None else t_end
     if t_start is None and _degenerate(fn(torch.tensor([ts], dtype=_F64))):
@@ -119,7 +102,8 @@ def log_snr(steps: int, interpolant: Interpolant, *, t_start: float | None = Non
             reverse: bool = False, device: torch.device | str | None = None) -> Tensor:
     """Uniform in λ = log(signal/noise) (DPM-Solver "logSNR", DEIS ``ts_phase="log"``).
 
-    Uses the schedule's closed-form ``snr_inverse`` when it has one, else bisection on λ(t).
+    Times come from :meth:`Interpolant.time_at_lam` (the schedule's closed-form ``snr_inverse`` when it has one,
+    else bisection on λ(t)).
 
     Args:
         steps: Number of steps N.
@@ -133,15 +117,11 @@ def log_snr(steps: int, interpolant: Interpolant, *, t_start: float | None = Non
     Returns:
         ``(N+1,)`` float64 times.
     """
-    fn = lambda t: _lam(interpolant, t)
-    ts, te = _auto_range(interpolant, t_start, t_end, fn)
+    fn = interpolant.lam
+    ts, te = _auto_range(interpolant, t_start, t_end)
     lam0, lam1 = (float(fn(torch.tensor([v], dtype=_F64))) for v in (ts, te))
     lams = torch.linspace(lam0, lam1, _steps(steps) + 1, dtype=_F64)
-    inv = getattr(interpolant.schedule, "snr_inverse", None)
-    if inv is not None and interpolant.gaussian_source:
-        t = inv(2 * lams)
-    else:
-        t = _bisect(fn, lams, ts, te, increasing=lam1 > lam0)
+    t = interpolant.time_at_lam(lams, t_lo=ts, t_hi=te)
     t[0], t[-1] = ts, te
     return _finish(_strictly_monotone(t, "log_snr", lam0, lam1).to(device), reverse)
 
@@ -161,16 +141,16 @@ def karras(steps: int, interpolant: Interpolant, *, rho: float = 7.0, t_start: f
         device: Device.
 
     Returns:
-        ``(N+1,)`` float64 times.
+        ``(N+1,)`` float64 times (mapped back by :meth:`Interpolant.time_at_lam`).
     """
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho}")
-    fn = lambda t: _lam(interpolant, t)
-    ts, te = _auto_range(interpolant, t_start, t_end, fn)
+    fn = interpolant.lam
+    ts, te = _auto_range(interpolant, t_start, t_end)
     s_max, s_min = (math.exp(-float(fn(torch.tensor([v], dtype=_F64)))) for v in (ts, te))
     r = torch.linspace(0, 1, _steps(steps) + 1, dtype=_F64)
     sig = (s_max ** (1 / rho) + r * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
-    t = _bisect(fn, -torch.log(sig), ts, te, increasing=s_min < s_max)
+    t = interpolant.time_at_lam(-torch.log(sig), t_lo=ts, t_hi=te)
     t[0], t[-1] = ts, te
     return _finish(_strictly_monotone(t, "karras", -math.log(s_max), -math.log(s_min)).to(device), reverse)
 

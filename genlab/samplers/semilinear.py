@@ -3,7 +3,7 @@ the inverse of the half log-SNR λ(t) and diffusers' multistep order schedule.
 
 genlab writes a Gaussian-source path as ``x_t = α(t)·ε + β(t)·x1`` and a bridge as ``x_t = α x0 + β x1 + γ z``;
 :meth:`Interpolant.semilinear` returns them as ``noise`` (α, resp. γ), ``data`` (β), ``known`` (None, resp. α) and
-``λ = log(data/noise)``. In the notation of DPM-Solver/DEIS (``reference/samplers.md`` §0) the signal "α" is genlab's
+``λ = log(data/noise)`` (:meth:`Interpolant.lam`, inverted by :meth:`Interpolant.time_at_lam`). In the notation of DPM-Solver/DEIS (``reference/samplers.md`` §0) the signal "α" is genlab's
 β, the noise "σ" is genlab's α (γ on a bridge), and DEIS's ρ = σ/α is ``noise/data`` = e^{−λ}.
 """
 
@@ -86,37 +86,23 @@ def semilinear_grid(interpolant: Interpolant, grid: Tensor) -> SemilinearGrid:
                           lam=s.lam.to(torch.float64))
 
 
-def time_of_lam(interpolant: Interpolant, lam: Tensor, t_a: Tensor, t_b: Tensor, *, iters: int = 72) -> Tensor:
-    """Times ``t`` between ``t_a`` and ``t_b`` (elementwise) with ``λ(t) = lam``, by bisection on the monotone λ.
+def time_of_lam(interpolant: Interpolant, lam: Tensor, t_a: Tensor, t_b: Tensor) -> Tensor:
+    """Times between ``t_a`` and ``t_b`` (elementwise) with λ(t) = ``lam``: :meth:`Interpolant.time_at_lam`.
 
-    λ = log(data/noise) is monotone along every genlab path with semilinear structure. Targets outside the bracket
-    converge to the nearer end (``+inf`` gives the end where the noise vanishes).
+    Kept as a thin alias for callers of the former bisection; the inverse lives on the interpolant.
 
     Args:
         interpolant: The path.
         lam: Target λ values, any shape.
         t_a: One end of each bracket (same shape as ``lam``).
         t_b: The other end.
-        iters: Number of halvings (72 reaches float64 resolution on [0, 1]).
 
     Returns:
         Times (float64, CPU), shape of ``lam``.
     """
-    target = lam.detach().to("cpu", torch.float64).flatten()
-    a = t_a.detach().to("cpu", torch.float64).flatten().clone()
-    b = t_b.detach().to("cpu", torch.float64).flatten().clone()
-
-    def lam_at(t: Tensor) -> Tensor:
-        return interpolant.semilinear(t, t).lam.to(torch.float64)
-
-    swap = lam_at(a) > lam_at(b)  # orient each bracket so λ(a) ≤ λ(b)
-    a, b = torch.where(swap, b, a), torch.where(swap, a, b)
-    for _ in range(iters):
-        mid = 0.5 * (a + b)
-        go_right = lam_at(mid) < target
-        a = torch.where(go_right, mid, a)
-        b = torch.where(go_right, b, mid)
-    return (0.5 * (a + b)).reshape(lam.shape)
+    cpu = torch.device("cpu")
+    return interpolant.time_at_lam(lam.detach().to(cpu, torch.float64), t_lo=t_a.detach().to(cpu, torch.float64),
+                                   t_hi=t_b.detach().to(cpu, torch.float64))
 
 
 def check_lower_order_final(lower_order_final: bool | None) -> bool | None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from semilinear_oracle import assert_order, endpoint_errors, flow_map, gaussian_field, last_slope
 
-import genlab.samplers.dpm_solver as dpm
+import genlab.samplers.multistep as multistep
 from genlab.analytic import ConditionalGMM, GaussianMixture, exact_field
 from genlab.interpolants import (
     DiffusionBridge,
@@ -102,7 +102,7 @@ def test_3m_is_third_order_and_the_halved_diffusers_coefficient_is_not(monkeypat
     p_kar = assert_order(_vp_errors(DPMSolverPP3M(lower_order_final=False), grid="karras"), 2.7, 4.2)
     assert p_log > 2.7 and p_kar > 2.7
     # The diffusers / original DPM-Solver 3M uses half the D'' term; the same test must see order ≈ 2 then.
-    original = dpm._multistep_weights
+    original = multistep.data_form_weights
 
     def halved(order: int, solver_type: str, h: float, h1: float, h2: float) -> list[float]:
         w = original(order, solver_type, h, h1, h2)
@@ -112,7 +112,7 @@ def test_3m_is_third_order_and_the_halved_diffusers_coefficient_is_not(monkeypat
         d2 = [2 / (h1 * s12), -2 / (h1 * s12) - 2 / (h2 * s12), 2 / (h2 * s12)]  # weights of D'' = x̂1''
         return [wj - 0.5 * phi_functions(h)[2] * dj for wj, dj in zip(w, d2)]  # φ3·D''/2 instead of φ3·D''
 
-    monkeypatch.setattr(dpm, "_multistep_weights", halved)
+    monkeypatch.setattr(multistep, "data_form_weights", halved)
     p_half = last_slope(_vp_errors(DPMSolverPP3M(lower_order_final=False), grid="karras"))
     assert p_half < 2.4, p_half
 
