@@ -165,9 +165,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         else:
-            summary["files"] = [str(result.run_dir / n) for n in ("config.yaml", "metrics.jsonl")] + [
-                str(result.checkpoint)
-            ]
+            written = [result.run_dir / n for n in ("config.yaml", "metrics.jsonl", "samples")]
+            summary["files"] = [str(p) for p in written if p.exists()] + [str(result.checkpoint)]
         _print_json(summary)
     return 0
 

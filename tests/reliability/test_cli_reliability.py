@@ -16,6 +16,7 @@ from genlab.training import check_components, evaluate, load_config, sample_run,
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "moons_tiny.yaml")
 FAST = ["train.steps=6", "train.ckpt_every=3", "train.log_every=3", "eval.n=64", "sample.n=64"]
+SETS = [arg for o in FAST for arg in ("--set", o)]
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +85,12 @@ def test_train_refuses_a_folder_with_an_earlier_runs_files(tmp_path, capsys) -> 
     folder.mkdir()
     (folder / "config.yaml").write_text("name: earlier\n")
     (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
-    assert main(["train", TINY, "--out", str(folder), *sum((["--set", o] for o in FAST), [])]) == 2
+    assert main(["train", TINY, "--out", str(folder), *SETS]) == 2
     err = capsys.readouterr().err
     assert "--overwrite" in err and "config.yaml" in err
     assert (folder / "config.yaml").read_text() == "name: earlier\n"
     assert (folder / "metrics.jsonl").read_text() == '{"step": 1, "loss": 1.0}\n'
-    assert main(["train", TINY, "--out", str(folder), "--overwrite", *sum((["--set", o] for o in FAST), [])]) == 0
+    assert main(["train", TINY, "--out", str(folder), "--overwrite", *SETS]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["step"] == 6 and str(folder / "config.yaml") in out["files"]
     assert "name: moons_tiny" in (folder / "config.yaml").read_text()
@@ -192,9 +193,9 @@ def test_version_bench_and_help(capsys) -> None:
     out = capsys.readouterr().out
     assert "genlab bench SUITE" in out and "samplers" in out
     parser = build_parser()
-    actions = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    actions = parser._subparsers._group_actions[0].choices
     for command in ("sample", "eval", "demo"):
-        opts = {a.dest: a for a in actions[command]._actions}  # noqa: SLF001
+        opts = {a.dest: a for a in actions[command]._actions}
         assert opts["seed"].help and "seed" in opts["seed"].help
         if command != "demo":
             assert opts["device"].help and "cuda" in opts["device"].help
