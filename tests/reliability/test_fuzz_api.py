@@ -19,6 +19,7 @@ import genlab
 from genlab.analytic import GaussianMixture, exact_field
 from genlab.config import ConfigError
 from genlab.interpolants import RectifiedFlow, VPDiffusion
+from genlab.models import Field
 
 CASES: Counter[str] = Counter()
 RESULTS: Counter[str] = Counter()  # cases that ended in a result (the rest ended in a clear error)
@@ -45,9 +46,24 @@ def _outcome(fn, label: str):
 
 
 _GMM = GaussianMixture(torch.tensor([[-1.0, 0.0], [1.0, 0.5]], dtype=torch.float64), 0.2)
+
+
+class _Net(torch.nn.Module):
+    """A tiny float32 network ``(x, t) -> velocity`` (a trained-model stand-in with parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.lin(torch.cat([x, t.reshape(-1, 1).to(x.dtype).expand(x.shape[0], 1)], 1))
+
+
+torch.manual_seed(0)
 _FIELDS = {
     "rf": exact_field(RectifiedFlow(), "gaussian", _GMM, "velocity"),
     "vp": exact_field(VPDiffusion(), "gaussian", _GMM, "noise"),
+    "net": Field(_Net(), RectifiedFlow(), "velocity").requires_grad_(False),
 }
 _SAMPLERS = ["euler", "heun", "ddim", "dpmpp_2m", "euler_maruyama", "edm", "nosuch", "rk4", ""]
 _GRIDS = ["uniform", "power", "log_snr", "karras", "nosuch", "UNIFORM"]
@@ -136,6 +152,29 @@ def test_config_override_fuzz(key, value) -> None:
 
     res = _outcome(run, "config")
     assert res is None or isinstance(res, (ConfigError, ValueError, TypeError))
+
+
+_SECTIONS = ["", "train.", "sample.", "sample.options.", "sample.grid_options.", "data.", "model.", "eval.",
+             "interpolant.", "coupling.", "logging.", "objective."]
+
+
+@FUZZ
+@given(
+    section=st.sampled_from(_SECTIONS),
+    key=st.text(alphabet="abcdeilmnoprstux_.0", min_size=0, max_size=8),
+    value=st.one_of(
+        st.text(alphabet="0123456789.-+eE:[]{},ntruflsaTFx ", max_size=10),
+        st.sampled_from(["2020-01-01", "1e999", "-.inf", ".nan", "0x10", "~", "'1'", "[1, [2]]", "{a: {b: 1}}"]),
+    ),
+)
+def test_config_random_override_fuzz(section, key, value) -> None:
+    """Random dotted keys and YAML values: a config, or a ConfigError/ValueError/TypeError naming the problem."""
+    from genlab.training import check_components, load_config
+
+    def run() -> None:
+        check_components(load_config("configs/moons_tiny.yaml", overrides=[f"{section}{key}={value}"]))
+
+    _outcome(run, "config_random")
 
 
 _METRICS = st.one_of(
