@@ -129,7 +129,7 @@ def test_config_commands_and_errors(tmp_path, capsys) -> None:
 
 def test_parser_lists_every_command() -> None:
     names = set(build_parser()._subparsers._group_actions[0].choices)
-    assert {"demo", "train", "sample", "eval", "config"} <= names
+    assert {"demo", "train", "sample", "eval", "config", "list", "bench"} <= names
     assert len(SUBCOMMANDS) == len(names)
 
 
