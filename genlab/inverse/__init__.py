@@ -41,7 +41,7 @@ from genlab.inverse.operators import (
     gaussian_kernel,
     motion_kernel,
 )
-from genlab.inverse.priors import DiffusionPrior, GMMDenoiser, LatentPrior, NoiseLevel
+from genlab.inverse.priors import DiffusionPrior, GMMDenoiser, LatentPrior
 from genlab.inverse.problem import InverseProblem
 from genlab.inverse.registry import (
     METHODS,
@@ -77,7 +77,6 @@ __all__ = [
     "IterativeOutput",
     "IterativeSolver",
     "LatentPrior",
-    "NoiseLevel",
     "Operator",
     "PhaseRetrieval",
     "PiGDM",

@@ -1,17 +1,17 @@
 """Priors for inverse problems: a diffusion/flow :class:`Field` on any Gaussian-source path, in pixel or latent space.
 
-A genlab path with a Gaussian source is ``x_t = α(t)·ε + β(t)·x1`` (genlab time: 0 = noise, 1 = data). In the
-notation of the inverse-problem papers (``reference/inverse.md`` §0, ``x_t = a·x0 + s·ε``) the *signal*
-coefficient is ``a = β(t)`` (``√ᾱ`` for VP) and the *noise* coefficient is ``s = α(t)`` (``√(1−ᾱ)`` for VP);
-the papers' x̂0 is genlab's x̂1 (the Tweedie denoiser E[x1 | x_t]) and their ε̂ is genlab's ``"x0"`` prediction.
-Every guidance method is written through these two coefficients, so the same code runs on VP, VE (a = 1) and
-rectified-flow / linear (a = t, s = 1 − t) priors.
+A genlab path with a Gaussian source is ``x_t = α(t)·ε + β(t)·x1`` (genlab time: 0 = noise, 1 = data). The
+inverse-problem papers (``reference/inverse.md`` §0) write ``x_t = a·x0 + s·ε``: their *signal* coefficient ``a`` is
+genlab's ``β(t)`` (``√ᾱ`` for VP), their *noise* coefficient ``s`` is genlab's ``α(t)`` (``√(1−ᾱ)`` for VP), their
+x̂0 is genlab's x̂1 (the Tweedie denoiser E[x1 | x_t]) and their ε̂ is genlab's ``"x0"`` prediction. genlab keeps the
+interpolant's names (:class:`~genlab.interpolants.schedules.Coeffs`: ``alpha``, ``beta``, ``gamma``) throughout
+``inverse/``; every guidance method is written through ``alpha`` and ``beta``, so the same code runs on VP, VE
+(β = 1) and rectified-flow / linear (β = t, α = 1 − t) priors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,27 +20,11 @@ from torch import Tensor, nn
 from genlab.analytic import GaussianMixture, exact_field
 from genlab.analytic.denoiser import GMMDenoiser  # moved to genlab.analytic; re-exported here
 from genlab.interpolants.interpolant import Interpolant
+from genlab.interpolants.schedules import Coeffs
 from genlab.models.field import Field
 from genlab.utils import RandomSource, append_dims, as_time, randn_per_sample
 
-__all__ = ["DiffusionPrior", "GMMDenoiser", "LatentPrior", "NoiseLevel"]
-
-
-@dataclass
-class NoiseLevel:
-    """Signal and noise coefficients of ``x_t = a·x1 + s·ε`` at a time, shape ``(B,)`` in the data dtype.
-
-    Attributes:
-        a: Signal coefficient (genlab β(t); √ᾱ for VP).
-        s: Noise coefficient (genlab α(t); √(1−ᾱ) for VP).
-    """
-
-    a: Tensor
-    s: Tensor
-
-    def view(self, ndim: int) -> tuple[Tensor, Tensor]:
-        """``(a, s)`` reshaped to broadcast against a tensor with ``ndim`` dimensions."""
-        return append_dims(self.a, ndim), append_dims(self.s, ndim)
+__all__ = ["DiffusionPrior", "GMMDenoiser", "LatentPrior"]
 
 
 class DiffusionPrior:
@@ -91,18 +75,18 @@ class DiffusionPrior:
         net = self.field.net
         return list(net.parameters()) if isinstance(net, nn.Module) else []
 
-    def noise_level(self, t: Tensor | float, x: Tensor) -> NoiseLevel:
-        """``(a, s)`` at ``t`` for the batch ``x`` (float64 arithmetic, cast to ``x``'s dtype).
+    def coeffs(self, t: Tensor | float, x: Tensor) -> Coeffs:
+        """The path's coefficients at ``t`` for the batch ``x`` (float64 arithmetic, cast to ``x``'s dtype).
 
         Args:
             t: Time(s) in [0, 1].
             x: Batch (size, device, dtype).
 
         Returns:
-            :class:`NoiseLevel` with shape ``(B,)``.
+            :class:`~genlab.interpolants.schedules.Coeffs` of shape ``(B,)``: ``beta`` is the data (signal)
+            coefficient, ``alpha`` the noise coefficient of the Gaussian source.
         """
-        c = self.interpolant.schedule.coeffs(as_time(t, x))
-        return NoiseLevel(a=c.beta.to(x.dtype), s=c.alpha.to(x.dtype))
+        return self.interpolant.schedule.coeffs(as_time(t, x)).to(x.dtype)
 
     def state_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
         """Per-sample shape of the diffusion state for images of shape ``x_shape`` (identity in pixel space)."""
@@ -136,8 +120,7 @@ class DiffusionPrior:
             ``(n, *state_shape)`` tensor.
         """
         eps = randn_per_sample((n, *state_shape), generator=generator, device=device, dtype=dtype)
-        _, s = self.noise_level(t, eps).view(eps.ndim)
-        return s * eps
+        return append_dims(self.coeffs(t, eps).alpha, eps.ndim) * eps
 
     def encode(self, x: Tensor) -> Tensor:
         """Map pixels to the state space (identity for a pixel prior)."""

@@ -43,7 +43,7 @@ def test_guidance_with_every_sampler(method: str, sampler: str) -> None:
         assert repr(sampler) in str(err.value)
         return
     eta = _eta(m, sampler)
-    run = dict(sampler=sampler, eta=eta, steps=4, seed=1)
+    run = {"sampler": sampler, "eta": eta, "steps": 4, "seed": 1}
     a = solve(GP.problem, prior, method, n_samples=5, **run)
     b = solve(GP.problem, prior, method, n_samples=5, **run)
     small = solve(GP.problem, prior, method, n_samples=2, **run)

@@ -32,8 +32,8 @@ def test_pigdm_likelihood_score_is_exact_for_a_gaussian_prior(interp, gen: torch
     pigdm = PiGDM()
     eye = torch.eye(6, dtype=torch.float64)
     for t in (0.1, 0.5, 0.9):
-        lvl = prior.noise_level(t, torch.zeros(1, 6, dtype=torch.float64))
-        a, s = float(lvl.a), float(lvl.s)
+        lvl = prior.coeffs(t, torch.zeros(1, 6, dtype=torch.float64))
+        a, s = float(lvl.beta), float(lvl.alpha)
         x = a * mu0 + 2 * torch.randn(8, 6, generator=gen, dtype=torch.float64)
         pred = ctx.model.evaluate(x.clone().requires_grad_(True), t, grad=True)
         g, _ = pigdm.likelihood_score(pred, t, ctx)

@@ -37,8 +37,8 @@ def test_tweedie_score_matches_noised_mixture(interp, gen: torch.Generator) -> N
     prior = DiffusionPrior.from_gmm(gmm, interp)
     x = 4 * torch.randn(32, 3, generator=gen, dtype=torch.float64)
     for t in (0.1, 0.5, 0.9):
-        lvl = prior.noise_level(t, x)
-        a, s = lvl.a[0], lvl.s[0]
+        lvl = prior.coeffs(t, x)
+        a, s = lvl.beta[0], lvl.alpha[0]
         x1 = prior.field(x, t)
         noised = GaussianMixture(a * gmm.means, a**2 * torch.diagonal(gmm.covs, dim1=1, dim2=2)[:, 0] + s**2,
                                  gmm.weights)
@@ -50,11 +50,11 @@ def test_noise_levels_follow_the_path() -> None:
     x = torch.zeros(3, 2, dtype=torch.float64)
     t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     gmm = GaussianMixture(torch.zeros(1, 2), 1.0)
-    vp = DiffusionPrior.from_gmm(gmm, VPDiffusion()).noise_level(t, x)
-    torch.testing.assert_close(vp.a**2 + vp.s**2, torch.ones(3, dtype=torch.float64))
-    rf = DiffusionPrior.from_gmm(gmm, RectifiedFlow()).noise_level(t, x)
-    torch.testing.assert_close(rf.a, t)
-    torch.testing.assert_close(rf.s, 1 - t)
+    vp = DiffusionPrior.from_gmm(gmm, VPDiffusion()).coeffs(t, x)
+    torch.testing.assert_close(vp.beta**2 + vp.alpha**2, torch.ones(3, dtype=torch.float64))
+    rf = DiffusionPrior.from_gmm(gmm, RectifiedFlow()).coeffs(t, x)
+    torch.testing.assert_close(rf.beta, t)
+    torch.testing.assert_close(rf.alpha, 1 - t)
 
 
 def test_prior_rejects_bad_fields() -> None:

@@ -34,8 +34,8 @@ def _score_fn(prior: DiffusionPrior, t: float):
 
 def _exact_trace(gmm: GaussianMixture, prior: DiffusionPrior, z: torch.Tensor, t: float) -> float:
     """Tr ∇²log p_t(z) from autograd's Hessian of the noised mixture Σ w N(aμ, (a² + s²)I)."""
-    lvl = prior.noise_level(t, z)
-    a, s = float(lvl.a[0]), float(lvl.s[0])
+    lvl = prior.coeffs(t, z)
+    a, s = float(lvl.beta[0]), float(lvl.alpha[0])
     noised = GaussianMixture(a * gmm.means, a**2 + s**2, gmm.weights)
     h = torch.autograd.functional.hessian(lambda v: noised.log_prob(v[None]).sum(), z[0])
     return float(torch.trace(h))
@@ -148,8 +148,8 @@ def test_init_from_the_encoded_measurement() -> None:
 
     z = STSL(init="adjoint").init_state(ctx(torch.Generator().manual_seed(9)))
     noise = STSL(init="noise").init_state(ctx(torch.Generator().manual_seed(9)))
-    lvl = prior.noise_level(0.5, z)
-    expected = lvl.a[:, None] * prior.encode(problem.op.At(prob.y)) + noise
+    lvl = prior.coeffs(0.5, z)
+    expected = lvl.beta[:, None] * prior.encode(problem.op.At(prob.y)) + noise
     torch.testing.assert_close(z, expected)
     res = solve(problem, prior, "stsl", steps=5, n_samples=n, seed=9, t_start=0.5, K=1)
     assert res.config["t_start"] == 0.5

@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 
 from genlab.interpolants.interpolant import Interpolant
+from genlab.interpolants.schedules import Coeffs
 from genlab.inverse.operators import Operator, conjugate_gradient
-from genlab.inverse.priors import DiffusionPrior, NoiseLevel
+from genlab.inverse.priors import DiffusionPrior
 from genlab.inverse.problem import InverseProblem
 from genlab.models.field import Field
 from genlab.samplers.base import CountingField, Prediction, Sampler
@@ -203,9 +204,9 @@ class SolveContext:
         """The forward operator."""
         return self.problem.op
 
-    def noise_level(self, t: float | Tensor, x: Tensor) -> NoiseLevel:
-        """``(a, s)`` at ``t`` (see :meth:`DiffusionPrior.noise_level`)."""
-        return self.prior.noise_level(t, x)
+    def coeffs(self, t: float | Tensor, x: Tensor) -> Coeffs:
+        """The path's coefficients at ``t`` in ``x``'s dtype (see :meth:`DiffusionPrior.coeffs`)."""
+        return self.prior.coeffs(t, x)
 
     def is_last(self, t_next: float | Tensor) -> bool:
         """Whether ``t_next`` is the final grid time."""
@@ -218,29 +219,29 @@ class SolveContext:
             self.diagnostics.setdefault(k, []).append(val)
 
 
-def condition_prediction(x1_hat: Tensor, eps_hat: Tensor, g: Tensor, level: NoiseLevel) -> tuple[Tensor, Tensor]:
-    """Score-mode conditioning (``reference/inverse.md`` §0): ``(x̂1 + (s²/a)·g, ε̂ − s·g)``.
+def condition_prediction(x1_hat: Tensor, eps_hat: Tensor, g: Tensor, coeffs: Coeffs) -> tuple[Tensor, Tensor]:
+    """Score-mode conditioning (``reference/inverse.md`` §0 with a = β, s = α): ``(x̂1 + (α²/β)·g, ε̂ − α·g)``.
 
-    Both stay consistent with the state: ``a·x̂1|y + s·ε̂|y = a·x̂1 + s·ε̂``. Where ``a = 0`` (no signal) the
+    Both stay consistent with the state: ``β·x̂1|y + α·ε̂|y = β·x̂1 + α·ε̂``. Where ``β = 0`` (no signal) the
     guidance is dropped (see :func:`safe_ratio`).
 
     Args:
         x1_hat: Tweedie denoiser.
         eps_hat: Noise estimate.
         g: Likelihood score ``∇_{x_t} log p_t(y | x_t)``.
-        level: ``(a, s)`` at the current time.
+        coeffs: The path's coefficients at the current time (``(B,)``).
 
     Returns:
         ``(x1_hat | y, eps_hat | y)``.
     """
-    a, s = level.view(x1_hat.ndim)
-    return x1_hat + safe_ratio(s**2, a) * g, eps_hat - s * g
+    beta, alpha = append_dims(coeffs.beta, x1_hat.ndim), append_dims(coeffs.alpha, x1_hat.ndim)
+    return x1_hat + safe_ratio(alpha**2, beta) * g, eps_hat - alpha * g
 
 
 def safe_ratio(num: Tensor, den: Tensor) -> Tensor:
     """``num/den`` where ``den ≠ 0`` and 0 where ``den = 0``.
 
-    Used for factors like ``s²/a`` at a time with no signal (``a = 0``, e.g. t = 0 of rectified flow): there
+    Used for factors like ``α²/β`` at a time with no signal (``β = 0``, e.g. t = 0 of rectified flow): there
     ``x_t`` carries no information about the data, the likelihood score is 0 and the guidance term is dropped.
     """
     ok = den != 0

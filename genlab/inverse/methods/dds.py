@@ -28,7 +28,7 @@ from genlab.inverse.methods.base import Guidance, SolveContext, check_positive, 
 from genlab.inverse.operators import conjugate_gradient
 from genlab.samplers.base import Prediction, Sampler
 from genlab.samplers.steps import DDIMStep
-from genlab.utils import randn_like_per_sample
+from genlab.utils import append_dims, randn_like_per_sample
 
 __all__ = ["DDS"]
 
@@ -87,10 +87,10 @@ class DDS(Guidance):
         if ctx.is_last(t_next):
             return x1c
         interp = ctx.interpolant
-        lvl, nxt = ctx.noise_level(t, x_t), ctx.noise_level(t_next, x_t)
+        now, nxt = ctx.coeffs(t, x_t), ctx.coeffs(t_next, x_t)
         eta = ctx.transition.eta  # type: ignore[union-attr]
-        omega = eta * nxt.s
-        a, s = lvl.view(x_t.ndim)
-        state = a * x1c + s * eps  # the state whose implied noise is ε̂ (the network's, not re-derived)
+        omega = eta * nxt.alpha
+        beta, alpha = append_dims(now.beta, x_t.ndim), append_dims(now.alpha, x_t.ndim)
+        state = beta * x1c + alpha * eps  # the state whose implied noise is ε̂ (the network's, not re-derived)
         xi = randn_like_per_sample(x_t, generator=ctx.generator) if eta > 0 else None
         return interp.implicit_step(state, t, t_next, torch.zeros_like(x1c), x1c, omega=omega, xi=xi)

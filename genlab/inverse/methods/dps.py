@@ -130,7 +130,7 @@ class DPS(Guidance):
         x1, grad, rnorm = self._gradient(pred, ctx)
         if not self.options["faithful"]:
             g = -self.options["weight"] * grad
-            x1_y, _ = condition_prediction(x1, pred("x0").detach(), g, ctx.noise_level(t, x1))
+            x1_y, _ = condition_prediction(x1, pred("x0").detach(), g, ctx.coeffs(t, x1))
             ctx.log(residual=rnorm, guidance_norm=per_sample_norm(g))
             return GuideOutput(x1=x1_y)
         step = self._step_size(grad)

@@ -217,13 +217,14 @@ class Dreamguider(Guidance):
         o = self.options
         x1, eps = pred("x1"), pred("x0")
         g0, loss = self.loss_gradient(x1, ctx)
-        lvl, nxt = ctx.noise_level(t, x_t), ctx.noise_level(t_next, x_t)
+        now, nxt = ctx.coeffs(t, x_t), ctx.coeffs(t_next, x_t)
+        a, s, a_next, s_next = now.beta, now.alpha, nxt.beta, nxt.alpha  # the papers' signal / noise coefficients
         omega = ctx.transition.omega(ctx.interpolant, t, t_next, x_t)
-        k = torch.sqrt((nxt.s**2 - omega**2).clamp_min(0))
-        c_x = nxt.a - k * lvl.a / lvl.s
-        s_over_a = safe_ratio(lvl.s, lvl.a)  # 0 where a = 0: no signal, no guidance
+        k = torch.sqrt((s_next**2 - omega**2).clamp_min(0))
+        c_x = a_next - k * a / s
+        s_over_a = safe_ratio(s, a)  # 0 where a = 0: no signal, no guidance
         c_e = -c_x * s_over_a
-        rho = lvl.a**2 / (lvl.a**2 + lvl.s**2)
+        rho = a**2 / (a**2 + s**2)
         nd = x_t.ndim
         g_eps = -append_dims(s_over_a, nd) * g0
         term_x = append_dims(c_x, nd) * g0  # ∂μ/∂x̂1 · g0
@@ -233,7 +234,7 @@ class Dreamguider(Guidance):
             term_e = term_e / append_dims(per_sample_norm(term_e).clamp_min(1e-30), nd)
         u = append_dims(time_factor(o["c"], rho), nd) * term_x + append_dims(time_factor(o["d"], rho), nd) * term_e
         v = append_dims(omega**2, nd) * u  # the kernel-preconditioned direction σ_t²·u
-        lr = ctx.extras["dog"].update(x_t, v) if o["dog"] else torch.ones_like(lvl.a)
+        lr = ctx.extras["dog"].update(x_t, v) if o["dog"] else torch.ones_like(a)
         x_next = ctx.transition.step(ctx.interpolant, x_t, t, t_next, x1, eps, generator=ctx.generator)
         delta = append_dims(o["scale"] * lr, nd) * v
         ctx.log(loss=loss, guidance_norm=per_sample_norm(delta), lr=lr)

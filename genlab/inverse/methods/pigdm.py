@@ -55,7 +55,7 @@ class PiGDM(Guidance):
 
     Options (defaults):
         r2 ("gaussian"): ``"gaussian"`` (τ²s²/(a²τ² + s²)), ``"paper"`` (v/(1 + v)), a float, or a callable
-            ``(a, s) -> r²`` of the ``(B,)`` coefficients.
+            ``(beta, alpha) -> r²`` of the ``(B,)`` data and noise coefficients (the papers' ``(a, s)``).
         data_var (1.0): τ², the per-coordinate data variance assumed by ``r2="gaussian"``.
         faithful (True): the paper's additive update ``+ a_t·weight·g``; ``False``: score mode (exact on a Gaussian
             prior with an exact denoiser, see the module docstring for its low-SNR caveat).
@@ -81,7 +81,7 @@ class PiGDM(Guidance):
         elif isinstance(r2, (int, float)) and not isinstance(r2, bool):
             check_positive("r2", r2)
         elif not callable(r2):
-            raise TypeError(f"r2 must be 'gaussian', 'paper', a float or a callable (a, s) -> r², got {r2!r}")
+            raise TypeError(f"r2 must be 'gaussian', 'paper', a float or a callable (beta, alpha) -> r², got {r2!r}")
         check_positive("data_var", o["data_var"])
         check_positive("weight", o["weight"], allow_zero=True)
         if not isinstance(o["faithful"], bool):
@@ -93,18 +93,18 @@ class PiGDM(Guidance):
     def placement(self) -> str:
         return "hook" if self.options["faithful"] else "field"
 
-    def r2(self, a: Tensor, s: Tensor) -> Tensor:
-        """``r_t²`` per sample from the ``(B,)`` signal/noise coefficients."""
+    def r2(self, beta: Tensor, alpha: Tensor) -> Tensor:
+        """``r_t²`` per sample from the ``(B,)`` data coefficient β (the papers' a) and noise coefficient α (s)."""
         r2 = self.options["r2"]
         if r2 == "gaussian":
             tau2 = self.options["data_var"]
-            return tau2 * s**2 / (a**2 * tau2 + s**2)
+            return tau2 * alpha**2 / (beta**2 * tau2 + alpha**2)
         if r2 == "paper":
-            v = s**2 / (a**2 + s**2)
+            v = alpha**2 / (beta**2 + alpha**2)
             return v / (1 + v)
         if callable(r2):
-            return torch.as_tensor(r2(a, s), dtype=a.dtype, device=a.device).expand_as(a)
-        return torch.full_like(a, float(r2))
+            return torch.as_tensor(r2(beta, alpha), dtype=beta.dtype, device=beta.device).expand_as(beta)
+        return torch.full_like(beta, float(r2))
 
     def _x1(self, pred: Prediction) -> Tensor:
         x1 = pred("x1")
@@ -115,10 +115,10 @@ class PiGDM(Guidance):
         x = pred.x_t
         with torch.enable_grad():
             x1 = self._x1(pred)
-            level = ctx.noise_level(t, x1)
+            c = ctx.coeffs(t, x1)
             with torch.no_grad():
                 r = ctx.problem.residual(x1)
-                u = solve_gram(ctx.op, r, self.r2(level.a, level.s), ctx.problem.sigma**2, ctx.x_shape)
+                u = solve_gram(ctx.op, r, self.r2(c.beta, c.alpha), ctx.problem.sigma**2, ctx.x_shape)
                 v = ctx.op.At(u)
             (g,) = torch.autograd.grad(x1, x, grad_outputs=v)
         return g, per_sample_norm(r)
@@ -127,12 +127,11 @@ class PiGDM(Guidance):
         g, rnorm = self.likelihood_score(pred, t, ctx)
         g = self.options["weight"] * g
         x1 = self._x1(pred).detach()
-        level = ctx.noise_level(t, x1)
+        c = ctx.coeffs(t, x1)
         if self.options["faithful"]:
-            a, _ = level.view(x1.ndim)
-            step = a * append_dims(self.r2(level.a, level.s), x1.ndim) * g
+            step = append_dims(c.beta * self.r2(c.beta, c.alpha), x1.ndim) * g
             ctx.log(residual=rnorm, guidance_norm=per_sample_norm(step))
             return GuideOutput(x1=x1, correction=step)
         ctx.log(residual=rnorm, guidance_norm=per_sample_norm(g))
-        x1_y, _ = condition_prediction(x1, pred("x0").detach(), g, level)
+        x1_y, _ = condition_prediction(x1, pred("x0").detach(), g, c)
         return GuideOutput(x1=x1_y)

@@ -54,6 +54,7 @@ from genlab.inverse.methods.base import Guidance, SolveContext, check_choice, ch
 from genlab.inverse.methods.hutchinson import ESTIMATORS, PROBES, draw_probe, hutchinson_trace
 from genlab.inverse.problem import InverseProblem
 from genlab.samplers.base import Prediction
+from genlab.utils import append_dims
 
 __all__ = ["STSL"]
 
@@ -121,9 +122,9 @@ class STSL(Guidance):
         with torch.no_grad():
             x_init = ctx.op.At(ctx.y) if init == "adjoint" else ctx.op.pinv(ctx.y)
             z_bar = ctx.prior.encode(x_init).to(z)
-            a, _ = ctx.noise_level(float(ctx.grid[0]), z).view(z.ndim)
+            beta = append_dims(ctx.coeffs(float(ctx.grid[0]), z).beta, z.ndim)
         ctx.extras["z_init"] = z_bar
-        return z + a * z_bar
+        return z + beta * z_bar
 
     def surrogate_loss(self, z: Tensor, pred: Prediction, t: float | Tensor, ctx: SolveContext) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(L per sample, ‖r‖ per sample, trace estimate or None)`` at the differentiable leaf ``z``."""
