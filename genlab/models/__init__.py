@@ -1,24 +1,32 @@
 """Networks: a time-conditioned MLP, a float-time diffusers U-Net wrapper, autoencoders, and a registry."""
 
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
-from genlab.models.field import Field, Precond
+from genlab.models.field import Field, Precond, call_net
 from genlab.models.layers import FourierTimeFeatures, make_activation
 from genlab.models.mlp import TimeMLP
-from genlab.models.multimarginal_field import MultimarginalField
+from genlab.models.multimarginal_field import MultimarginalField, PathConditionedNet
+from genlab.models.precond import EDMPrecond, EDMPreconditioner, MaskedOutput, edm_coeffs, edm_loss_weight
 from genlab.models.registry import available_networks, build_network, network_config, register_network
 from genlab.models.unet import UNet
 
 __all__ = [
     "AutoEncoder",
+    "EDMPrecond",
+    "EDMPreconditioner",
     "Field",
     "FourierTimeFeatures",
     "LinearAutoEncoder",
+    "MaskedOutput",
     "MultimarginalField",
+    "PathConditionedNet",
     "Precond",
     "TimeMLP",
     "UNet",
     "available_networks",
     "build_network",
+    "call_net",
+    "edm_coeffs",
+    "edm_loss_weight",
     "make_activation",
     "network_config",
     "register_network",
