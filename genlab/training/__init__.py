@@ -42,6 +42,7 @@ from genlab.training.objective import (
     register_objective,
     sample_times,
 )
+from genlab.training.reflow import ReflowObjective
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.tracking import (
     JsonlTracker,
@@ -91,6 +92,7 @@ __all__ = [
     "Objective",
     "ObjectiveBase",
     "ObjectiveConfig",
+    "ReflowObjective",
     "Run",
     "RunConfig",
     "RunSamples",

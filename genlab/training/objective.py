@@ -84,7 +84,8 @@ class LossOutput:
         loss: Scalar loss (differentiable).
         batch_size: Number of samples it averages (doubled with antithetic pairs).
         trained: Names of the modules this loss trains (their optimisers step, their LR schedules and EMAs
-            advance); ``None`` means every module of the objective.
+            advance); ``None`` means every module of the objective. Call the other modules under
+            ``torch.no_grad()`` (under DDP a module run with gradients must contribute to the loss).
         logs: Extra numbers to log at this step (e.g. ``{"round": 2}``).
     """
 
@@ -206,6 +207,10 @@ class InterpolantObjective(ObjectiveBase):
     Args:
         config: Run config (``train.t_sampling``, ``t_eps``, ``antithetic``, ``model.precond``).
         components: Built components (interpolant, coupling, kind, network, dataset for label lookup).
+
+    Attributes:
+        coupling: The coupling the loss pairs batches with (``components.coupling``; a subclass may swap it,
+            e.g. for a re-pairing :class:`~genlab.couplings.ModelCoupling`).
     """
 
     #: The name of the one module (checkpoint keys ``model``, ``ema``, ``optimizer``, ``scheduler``).
@@ -214,6 +219,7 @@ class InterpolantObjective(ObjectiveBase):
     def __init__(self, config: RunConfig, components: Components) -> None:
         self.config = config
         self.components = components
+        self.coupling = components.coupling
 
     def modules(self) -> dict[str, nn.Module]:
         """``{"model": components.net}``."""
@@ -270,7 +276,7 @@ class InterpolantObjective(ObjectiveBase):
         data, labels = split_labels(batch, comp.split.train)
         if not comp.needs_labels:
             labels = None
-        pair = comp.coupling.sample(data, generator=generator)
+        pair = self.coupling.sample(data, generator=generator)
         x1 = pair.x1
         t = sample_times(
             x1.shape[0],
