@@ -6,6 +6,7 @@ from typing import Any
 
 from genlab.inverse.methods import DDS, DPS, STSL, Dreamguider, Guidance, IterativeSolver, PiGDM
 from genlab.inverse.problem import InverseProblem
+from genlab.samplers.base import Sampler
 
 __all__ = [
     "METHODS",
@@ -67,7 +68,7 @@ def missing_requirements(
     method: Guidance | IterativeSolver,
     problem: InverseProblem,
     prior: Any,
-    sampler: str | None = None,
+    sampler: str | Sampler | None = None,
     eta: float | None = None,
 ) -> list[str]:
     """What ``method`` needs and (problem, prior, sampler) lacks — empty when they are compatible.
@@ -76,7 +77,7 @@ def missing_requirements(
         method: The method instance.
         problem: The problem.
         prior: The prior.
-        sampler: Sampler name (``None``: the method's default; iterative solvers take none).
+        sampler: Sampler name or instance (``None``: the method's default; iterative solvers take none).
         eta: DDIM η.
 
     Returns:

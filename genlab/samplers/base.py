@@ -274,6 +274,14 @@ class Sampler(ABC):
                                  f"{tuple(x_init.shape)}")
         counted = CountingField(field)
         trajectory: list[Tensor] | None = [x_init] if return_trajectory else None
+        calls = [0]
+        if hook is not None:
+            user_hook = hook
+
+            def hook(info: StepInfo) -> Tensor | None:
+                calls[0] += 1
+                return user_hook(info)
+
         self._hook, self._transition = hook, transition
         try:
             with torch.set_grad_enabled(grad):
@@ -281,6 +289,10 @@ class Sampler(ABC):
                                       trajectory=trajectory)
         finally:
             self._hook, self._transition = None, None
+        if hook is not None and calls[0] != grid.numel() - 1:
+            raise RuntimeError(f"sampler {self.name!r} reported {calls[0]} of {grid.numel() - 1} steps through "
+                               "Sampler._report, so the post-step hook did not run at every step; its loop must "
+                               "report each step (x = self._report(...))")
         return SampleResult(x=x, nfe=counted.nfe, grid=aux.pop("grid", grid), trajectory=trajectory, aux=aux)
 
     @abstractmethod

@@ -290,3 +290,21 @@ def test_post_step_hook_and_transition_replacement() -> None:
         get_sampler("dpmpp_2m").sample(path.field(), x, path.grid(STEPS), transition=lambda *a: a[0])
     with pytest.raises(ValueError, match="post-step hook"):
         get_sampler("dopri5").sample(path.field(), x, path.grid(STEPS), hook=hook)
+
+
+def test_a_loop_that_skips_report_is_caught_when_hooked() -> None:
+    """A sampler whose loop does not report its steps through ``_report`` cannot silently drop a post-step hook."""
+
+    class Silent(DDIM):
+        name = "silent_ddim"
+
+        def _sample(self, field, x, grid, *, cond, generator, callback, trajectory):
+            for i in range(grid.numel() - 1):
+                x = field.interpolant.implicit_step(x, grid[i], grid[i + 1], None, field.predict(x, grid[i], "x1"))
+            return x, {}
+
+    path = PATHS[0]
+    x, _ = path.start(3, F64)
+    Silent().sample(path.field(), x, path.grid(STEPS))  # fine without a hook
+    with pytest.raises(RuntimeError, match="post-step hook did not run"):
+        Silent().sample(path.field(), x, path.grid(STEPS), hook=lambda info: None)
