@@ -259,6 +259,12 @@ class NoiseStream:
         return self._core.generator
 
     @property
+    def generators(self) -> list[torch.Generator] | None:
+        """The per-sample generators (``None`` without a parent generator), e.g. for diffusers' per-sample
+        ``generator=[...]`` lists."""
+        return list(self._core.gens) if self._core.generator is not None else None
+
+    @property
     def draws(self) -> int:
         """Number of draws made so far (shared by streams built from one another)."""
         return self._core.draws

@@ -308,3 +308,17 @@ def test_a_loop_that_skips_report_is_caught_when_hooked() -> None:
     Silent().sample(path.field(), x, path.grid(STEPS))  # fine without a hook
     with pytest.raises(RuntimeError, match="post-step hook did not run"):
         Silent().sample(path.field(), x, path.grid(STEPS), hook=lambda info: None)
+
+
+def test_diffusers_adapter_through_genlab_sample_is_batch_size_invariant() -> None:
+    """``genlab.sample`` hands a diffusers scheduler one generator per sample (NoiseStream.generators)."""
+    pytest.importorskip("diffusers")
+    import genlab
+
+    path = PATHS[0]
+
+    def run(n: int) -> Tensor:
+        return genlab.sample(path.field(), sampler="diffusers:DDPMScheduler", steps=10, grid=path.grid(10), n=n,
+                             shape=(2,), seed=3, dtype=F64).x
+
+    torch.testing.assert_close(run(20)[:5], run(5), rtol=1e-9, atol=1e-9)
