@@ -354,8 +354,8 @@ class DiffusersSampler(Sampler):
         levels = _LevelMap(interp, self.out_of_range)
         train_schedule = DiscreteVPSchedule(acp) if self.noise_level == "timestep" else None
         kwargs = dict(self.step_kwargs)
-        if self._step_takes_generator:
-            kwargs["generator"] = generator
+        if self._step_takes_generator:  # a NoiseStream hands diffusers one generator per sample
+            kwargs["generator"] = generator.generators if isinstance(generator, NoiseStream) else generator
         nd = x.ndim
         noise = x / append_dims(interp.init_scale(grid[0], x), nd)
         init_sigma = sched.init_noise_sigma
