@@ -194,7 +194,8 @@ class Sampler(ABC):
 
     @property
     def reports_steps(self) -> bool:
-        """Whether the loop reports every grid step (so post-step hooks run); adaptive and external loops do not."""
+        """Whether the loop reports every grid step, so post-step hooks can run (adaptive loops do not; a loop that
+        skips :meth:`_report` is caught by :meth:`sample` after the run)."""
         return self.expected_nfe(4) is not None
 
     def check(self, field: Field) -> None:
@@ -230,7 +231,7 @@ class Sampler(ABC):
         grid: Tensor,
         *,
         cond: Any | None = None,
-        generator: torch.Generator | None = None,
+        generator: RandomSource = None,
         callback: Callable[[StepInfo], None] | None = None,
         return_trajectory: bool = False,
         grad: bool = False,
