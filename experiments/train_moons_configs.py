@@ -13,20 +13,19 @@ What runs (one process, ``torch.set_num_threads(1)``):
   overrides only switch off side work: ``train.sample_every=0`` (no periodic pictures), ``train.ckpt_every=0``
   (final checkpoint only), ``train.device=cpu``, no progress bar / stdout records;
 * the run is scored with :func:`genlab.training.evaluate` (the EMA weights of the final checkpoint, the config's
-  own sampler/steps/grid): ``n`` = 2000 samples vs the held-out split of the SAME dataset (``data.n = 20000``,
-  ``test_fraction = 0.1`` → 2000 points): sliced W2 (256 directions), MMD (median-heuristic RBF mixture), energy
-  distance, plus the data floor ``*_ref`` = the same distance between 2000 training points and the held-out
-  points. One sample set and one training subset are noisy estimates (the SW2 floor of moons ranges 0.023–0.058
-  over training subsets), so the table reports the model over 3 sample seeds (the first is ``evaluate``'s) and
-  the floor over 10 random training subsets, mean ± std, and their ratio. The raw (non-EMA) weights are scored
-  too (SW only) to show what the EMA does at this budget.
+  own sampler/steps/grid) — the same code and the same table as ``genlab eval``: ``n`` = 2000 samples per seed,
+  3 sample seeds, vs the held-out split of the SAME dataset (``data.n = 20000``, ``test_fraction = 0.1`` → 2000
+  points), with sliced W2 (256 directions), MMD (median-heuristic RBF mixture), energy distance, k-NN
+  precision/recall (k = 3) and a classifier two-sample test (C2ST, 0.5 = indistinguishable). Every metric has
+  its data floor over 5 disjoint subsets of 2000 training points, both reported as mean ± 95 % interval, and a
+  Welch verdict ("within noise of the data" / "worse than data by k intervals"). The raw (non-EMA) weights are
+  scored too (SW only, one seed) to show what the EMA does at this budget.
 
 Outputs: ``experiments/results/training_moons.{json,md,png}`` (one scatter panel per config: held-out data in
 grey, samples in colour). Run folders go to ``--runs`` (default ``out/train_moons_configs``, git-ignored).
 
-Run: ``python experiments/train_moons_configs.py [--steps 3000|config] [--only NAME ...]``. About 5–8 min for
-the 7 configs at 3000 steps on 2 shared CPU cores (294–437 s measured; the wall time and the machine load are
-recorded).
+Run: ``python experiments/train_moons_configs.py [--steps 3000|config] [--only NAME ...]``. About 8–12 min for
+the 7 configs at 3000 steps on 2 shared CPU cores (the wall time and the machine load are recorded).
 """
 
 from __future__ import annotations
@@ -42,11 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from genlab.config import ConfigError
-from genlab.data import TOY_NAMES, Split
-from genlab.training import distances, draw_samples, evaluate, load_config, load_run, reference_data, train
+from genlab.data import TOY_NAMES
+from genlab.training import draw_samples, evaluate, load_config, load_run, reference_data, train
 from genlab.training.evaluation import sample_metrics
 from genlab.utils import atomic_write
 from genlab.viz import require_matplotlib, save_figure
@@ -55,8 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 #: Configs that are run configs on a toy dataset but not a training budget to report.
 SMOKE_CONFIGS = {"moons_tiny": "smoke-test config (seconds-long run for tests; see its header)"}
-METRICS = ("sw", "mmd", "energy")
-N_FLOOR_REPEATS = 10
+METRICS = ("sw", "mmd", "energy", "precision", "recall", "c2st")
+N_FLOOR_DRAWS = 5
 N_SAMPLE_SEEDS = 3
 
 
@@ -100,24 +98,6 @@ def describe(cfg: Any) -> dict[str, Any]:
     }
 
 
-def floor_spread(split: Split, n: int, seed: int) -> dict[str, dict[str, float]]:
-    """Distances between ``n`` random training points and the held-out split, over several subsets."""
-    held_out = reference_data(split.test)
-    train_x = reference_data(split.train)
-    values: dict[str, list[float]] = {m: [] for m in METRICS}
-    for r in range(N_FLOOR_REPEATS):
-        idx = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(1000 + r))[:n]
-        d = distances(train_x[idx], held_out, METRICS, n_projections=256, seed=seed)
-        for m in METRICS:
-            values[m].append(d[m])
-    return {m: _stats(v) for m, v in values.items()}
-
-
-def _stats(v: list[float]) -> dict[str, Any]:
-    t = torch.tensor(v, dtype=torch.float64)
-    return {"mean": float(t.mean()), "std": float(t.std()), "min": min(v), "max": max(v), "values": v}
-
-
 def _draw(run: Any, n: int, seed: int) -> Any:
     scfg = run.config.sample
     return draw_samples(
@@ -131,25 +111,6 @@ def _draw(run: Any, n: int, seed: int) -> Any:
         grid_options=scfg.grid_options,
         options=scfg.options,
     )
-
-
-def model_spread(run: Any, n: int, proj_seed: int) -> tuple[dict[str, dict[str, Any]], Tensor]:
-    """Distances of the model's samples (seeds ``proj_seed + i``, ``i < N_SAMPLE_SEEDS``) to the held-out split,
-    with fixed SW directions (``proj_seed``).
-
-    Returns the per-metric statistics and the samples of the first seed (the ones ``evaluate`` scores).
-    """
-    held_out = reference_data(run.components.split.test)
-    values: dict[str, list[float]] = {m: [] for m in METRICS}
-    first = None
-    for s in range(proj_seed, proj_seed + N_SAMPLE_SEEDS):
-        x = _draw(run, n, s).x.cpu()
-        first = x if first is None else first
-        d = distances(x, held_out, METRICS, n_projections=256, seed=proj_seed)
-        for m in METRICS:
-            values[m].append(d[m])
-    assert first is not None
-    return {m: _stats(v) for m, v in values.items()}, first
 
 
 def raw_weights_sw(run_dir: Path, n: int, seed: int) -> float:
@@ -185,9 +146,9 @@ def run_one(path: Path, steps: int | None, runs_dir: Path, n: int, seed: int) ->
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
     run = load_run(out)
-    ev = evaluate(run, n=n, seed=seed, metrics=["sw", "mmd", "energy", "val_loss"])
+    ev = evaluate(run, n=n, seed=seed, seeds=N_SAMPLE_SEEDS, metrics=[*METRICS, "val_loss"])
     t_eval = time.perf_counter() - t1
-    spread, x_first = model_spread(run, n, seed)  # seed 0 = the samples evaluate() scored
+    x_first = _draw(run, n, seed).x.cpu()  # seed 0 = the first of the sample sets evaluate() scored
     held_out = reference_data(run.components.split.test)
     row: dict[str, Any] = {
         "config": name,
@@ -203,27 +164,23 @@ def run_one(path: Path, steps: int | None, runs_dir: Path, n: int, seed: int) ->
         "n_samples": ev.n,
         "n_held_out": int(held_out.shape[0]),
         "metrics": {k: float(v) for k, v in ev.metrics.items()},
-        "model_spread": spread,
-        "floor_spread": floor_spread(run.components.split, n, seed),
+        "reports": {k: r.to_dict() for k, r in ev.reports.items()},
+        "verdict": ev.verdict,
         "sw_raw_weights": raw_weights_sw(out, n, seed),
         "command": (
             f"genlab train configs/{path.name} --out {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} "
             + " ".join(f"--set {o}" for o in overrides)
         ),
     }
-    m = row["metrics"]
-    row["evaluate_matches_seed0"] = all(abs(spread[k]["values"][0] - m[k]) < 1e-9 for k in METRICS)
-    row["over_floor"] = {k: spread[k]["mean"] / row["floor_spread"][k]["mean"] for k in METRICS}
-    print(
-        f"[{name}] {result.seconds:.0f}s ({row['steps_per_s']} it/s) SW {m['sw']:.4f} (floor {m['sw_ref']:.4f}) "
-        f"MMD {m['mmd']:.4f} ({m['mmd_ref']:.4f}) E {m['energy']:.4f} ({m['energy_ref']:.4f}); "
-        f"ratios to the floor mean {', '.join(f'{k} {v:.2f}' for k, v in row['over_floor'].items())}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"[{name}] {result.seconds:.0f}s ({row['steps_per_s']} it/s)\n{ev.table()}", file=sys.stderr, flush=True)
     row["_samples"] = x_first
     row["_held_out"] = held_out
     return row
+
+
+def _cell(est: dict[str, Any], scale: float = 1.0, digits: int = 3) -> str:
+    half = 0.5 * (est["high"] - est["low"])
+    return f"{scale * est['mean']:.{digits}f} ± {scale * half:.{digits}f}"
 
 
 def figure(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -247,11 +204,12 @@ def figure(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-        ms, fs = row["model_spread"]["sw"], row["floor_spread"]["sw"]
+        rep = row["reports"]
         ax.set_title(
             f"{row['config']}\n{row['sampler']} {row['nfe']} NFE, {row['steps']} steps\n"
-            f"SW2 {ms['mean']:.3f} (floor {fs['mean']:.3f} ± {fs['std']:.3f})",
-            fontsize=8,
+            f"SW2 {_cell(rep['sw']['model'])} (floor {_cell(rep['sw']['floor'])})\n"
+            f"precision {rep['precision']['model']['mean']:.3f}, recall {rep['recall']['model']['mean']:.3f}",
+            fontsize=7,
         )
     axes.flat[0].legend(loc="lower left", fontsize=7, markerscale=4)
     fig.suptitle(
@@ -277,38 +235,36 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], skipped: dict[str
             "as `genlab train` — with the overrides listed in the JSON (`command`)."
         ),
         (
-            f"* Score: {meta['n']} samples from the config's own sampler (EMA weights) vs the {meta['n']} held-out "
-            "points of the **same** dataset (`test_fraction` 0.1 of `n = 20000`). SW2 = sliced W2 (256 fixed "
-            "directions), MMD = RBF mixture with median-heuristic bandwidths, E = energy distance. *model* = mean ± "
-            f"std over {N_SAMPLE_SEEDS} sample seeds (seed {meta['seed']} is exactly what "
-            "`genlab.training.evaluate` reports; its values, with its single-subset floor `*_ref`, are in the "
-            "JSON). *floor* = the same distance between 2000 random training points and the held-out points — what "
-            f"a perfect model scores at this sample size — mean ± std over {N_FLOOR_REPEATS} training subsets. "
-            "*ratio* = model mean / floor mean; ratios within about one floor-std/floor-mean of 1 are at the floor."
+            f"* Score: `genlab.training.evaluate` (what `genlab eval` prints): {meta['n']} samples per seed from "
+            f"the config's own sampler (EMA weights), {N_SAMPLE_SEEDS} seeds, vs the {meta['n']} held-out points "
+            "of the **same** dataset. SW2 = sliced W2 (256 fixed directions), MMD = RBF mixture with median-heuristic "
+            "bandwidths, precision/recall = k-NN (k = 3, Kynkäänniemi et al. 2019), C2ST = held-out accuracy of a "
+            "classifier telling samples from data (0.5 = indistinguishable). Each cell is *model* mean ± 95 % "
+            f"interval over the seeds / *data floor* mean ± 95 % interval over {N_FLOOR_DRAWS} disjoint training "
+            "subsets of the same size. **Bold** = worse than the data floor beyond noise (Welch 95 % interval of "
+            "the difference excludes 0); plain = within noise."
         ),
         "* `SW2 raw` = the non-EMA weights of the same checkpoint (first sample seed).",
         "",
         (
-            "| config | dataset | path / coupling | kind | sampler (NFE) | steps | train s | it/s | "
-            "SW2 model | SW2 floor | ratio | MMD model | MMD floor | ratio | E model (×1e3) | E floor (×1e3) | "
-            "ratio | SW2 raw | val loss |"
+            "| config | dataset | path / coupling | kind | sampler (NFE) | steps | train s | "
+            "SW2 model / floor | MMD model / floor | precision model / floor | recall model / floor | "
+            "C2ST model / floor | verdict | SW2 raw | val loss |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        m, f, g, q = r["metrics"], r["floor_spread"], r["model_spread"], r["over_floor"]
+        m, rep = r["metrics"], r["reports"]
         coupling = "" if r["coupling"] == "independent" else f" + {r['coupling']}"
         cells = []
-        for k, scale, fmt in (("sw", 1.0, ".4f"), ("mmd", 1.0, ".4f"), ("energy", 1e3, ".2f")):
-            cells.append(
-                f"{scale * g[k]['mean']:{fmt}} ± {scale * g[k]['std']:{fmt}} | "
-                f"{scale * f[k]['mean']:{fmt}} ± {scale * f[k]['std']:{fmt}} | **{q[k]:.2f}**"
-            )
+        for k in ("sw", "mmd", "precision", "recall", "c2st"):
+            cell = f"{_cell(rep[k]['model'])} / {_cell(rep[k]['floor'])}"
+            cells.append(f"**{cell}**" if rep[k]["verdict"].startswith("worse") else cell)
         lines.append(
             f"| {r['config']} | {r['dataset']} | {r['interpolant']}{coupling} | {r['kind']} | "
-            f"{r['sampler']} ({r['nfe']}) | {r['steps']} | {r['train_seconds']:.0f} | {r['steps_per_s']:.0f} | "
+            f"{r['sampler']} ({r['nfe']}) | {r['steps']} | {r['train_seconds']:.0f} | "
             + " | ".join(cells)
-            + f" | {r['sw_raw_weights']:.4f} | {m.get('val_loss', float('nan')):.4f} |"
+            + f" | {r['verdict']} | {r['sw_raw_weights']:.4f} | {m.get('val_loss', float('nan')):.4f} |"
         )
     lines += ["", "Skipped config files:", ""]
     lines += [f"* `{k}`: {v}" for k, v in skipped.items()]

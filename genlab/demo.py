@@ -29,6 +29,7 @@ from genlab.samplers import sample
 from genlab.utils import atomic_write
 
 __all__ = [
+    "DEMO_METRICS",
     "DemoRow",
     "SamplerRow",
     "TrainingDemoSummary",
@@ -108,9 +109,20 @@ def pick_samplers(nfe: int = 20) -> list[tuple[str, int]]:
     return out
 
 
+#: Sample-set metrics of the training demo's table (see :mod:`genlab.training.evaluation`).
+DEMO_METRICS: tuple[str, ...] = ("sw", "mmd", "energy", "precision", "recall", "c2st")
+_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("sw", "SW2 ↓"), ("mmd", "MMD ↓"), ("precision", "precision ↑"), ("recall", "recall ↑"), ("c2st", "C2ST→0.5"),
+)
+
+
 @dataclass
 class SamplerRow:
-    """One sampler of the training demo, against held-out data."""
+    """One sampler of the training demo, against held-out data (means over the sample seeds).
+
+    ``intervals[name]`` holds the model's :class:`~genlab.metrics.Estimate` (as a dict) and the verdict against the
+    data floor for each metric of :data:`DEMO_METRICS`; ``verdict`` is the one-line summary.
+    """
 
     sampler: str
     steps: int
@@ -119,11 +131,22 @@ class SamplerRow:
     mmd: float
     energy: float
     seconds: float
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdict: str = ""
+
+
+def _cell(est: dict[str, Any]) -> str:
+    mean, half = est["mean"], 0.5 * (est["high"] - est["low"])
+    return f"{mean:.3f}" if est["n"] < 2 else f"{mean:.3f}±{half:.3f}"
 
 
 @dataclass
 class TrainingDemoSummary:
-    """What the training demo measured (also written to ``summary.json``)."""
+    """What the training demo measured (also written to ``summary.json``).
+
+    ``floor`` holds the data floor's mean per metric and ``floor_intervals`` its estimate over ``floor_draws``
+    disjoint training subsets; rows are averaged over ``seeds`` sample sets.
+    """
 
     demo: str
     train_steps: int
@@ -136,24 +159,26 @@ class TrainingDemoSummary:
     total_seconds: float
     files: dict[str, str] = field(default_factory=dict)
     reused: bool = False
+    seeds: int = 1
+    floor_draws: int = 1
+    floor_intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def table(self) -> str:
-        """A plain-text table of the rows."""
-        head = f"{'sampler':<10} {'steps':>5} {'nfe':>4} {'SW2':>8} {'MMD':>8} {'energy':>8} {'sec':>6}"
+        """A plain-text table: mean ± 95 % interval per sampler and for the data floor, and each verdict."""
         title = (
             f"{self.demo}: {self.train_steps} steps in {self.train_seconds:.1f}s, final loss "
-            f"{self.final_loss:.4f}, held-out loss {self.val_loss:.4f}"
+            f"{self.final_loss:.4f}, held-out loss {self.val_loss:.4f}\n"
+            f"{self.n} samples per seed; model: mean ± 95% interval over {self.seeds} seeds; data floor: over "
+            f"{self.floor_draws} disjoint training subsets"
         )
-        lines = [title, head]
+        cols = [c for c in _TABLE_COLUMNS if c[0] in self.floor_intervals]
+        head = [f"{'sampler':<10} {'steps':>5} {'nfe':>4}"] + [f"{label:>13}" for _, label in cols]
+        lines = [title, " ".join(head) + "  verdict"]
         for r in self.rows:
-            lines.append(
-                f"{r.sampler:<10} {r.steps:>5} {r.nfe:>4} {r.sw:>8.4f} {r.mmd:>8.4f} {r.energy:>8.4f} "
-                f"{r.seconds:>6.2f}"
-            )
-        lines.append(
-            f"{'data floor':<21} {self.floor.get('sw', float('nan')):>8.4f} "
-            f"{self.floor.get('mmd', float('nan')):>8.4f} {self.floor.get('energy', float('nan')):>8.4f}"
-        )
+            cells = [f"{_cell(r.intervals[k]['model']):>13}" for k, _ in cols]
+            lines.append(f"{r.sampler:<10} {r.steps:>5} {r.nfe:>4} " + " ".join(cells) + f"  {r.verdict}")
+        floor_cells = [f"{_cell(self.floor_intervals[k]):>13}" for k, _ in cols]
+        lines.append(f"{'data floor':<21} " + " ".join(floor_cells))
         lines.append(f"total {self.total_seconds:.1f}s")
         return "\n".join(lines)
 
@@ -167,6 +192,8 @@ def run_training_demo(
     seed: int = 0,
     threads: int = 1,
     overwrite: bool = False,
+    seeds: int = 3,
+    floor_draws: int = 5,
 ) -> TrainingDemoSummary:
     """Train the demo stochastic interpolant on moons, compare three samplers, write picture + summary.
 
@@ -183,6 +210,8 @@ def run_training_demo(
         seed: Seed of training and sampling.
         threads: torch CPU threads during the demo (restored afterwards).
         overwrite: Delete and retrain a run folder that was trained with other options.
+        seeds: Sample sets per sampler (seeds ``seed .. seed + seeds - 1``) behind each mean ± interval.
+        floor_draws: Disjoint training subsets behind the data floor's mean ± interval.
 
     Returns:
         :class:`TrainingDemoSummary`.
@@ -191,7 +220,7 @@ def run_training_demo(
         FileExistsError: If ``<out>/run`` holds a run with other options and ``overwrite`` is false.
     """
     from genlab.training import evaluate, load_run, train
-    from genlab.training.evaluation import sample_metrics
+    from genlab.training.evaluation import data_floors, metric_reports, overall_verdict
     from genlab.training.sampling import draw_samples, reference_data
     from genlab.viz import scatter_panels
 
@@ -221,22 +250,34 @@ def run_training_demo(
         rows: list[SamplerRow] = []
         panels: list[tuple[str, torch.Tensor]] = [("held-out data", reference_data(split.test, n))]
         trajectories = None
-        floor: dict[str, float] = {}
+        held_out = reference_data(split.test)
+        floors = data_floors(DEMO_METRICS, split.train, held_out, n=n, draws=floor_draws, seed=seed)
         for name, steps in pick_samplers(nfe):
-            smp = draw_samples(
-                run.field,
-                run.components,
-                sampler=name,
-                steps=steps,
-                n=n,
-                seed=seed,
-                return_trajectory=trajectories is None,
-            )
+            sets = [
+                draw_samples(
+                    run.field,
+                    run.components,
+                    sampler=name,
+                    steps=steps,
+                    n=n,
+                    seed=seed + i,
+                    return_trajectory=trajectories is None and i == 0,
+                )
+                for i in range(seeds)
+            ]
+            smp = sets[0]
             if trajectories is None and smp.trajectory is not None:
                 trajectories = smp.trajectory[:, :64]
-            m = sample_metrics(smp, split.train, split.test, ["sw", "mmd", "energy"], seed=seed)
-            floor = {k[:-4]: v for k, v in m.items() if k.endswith("_ref")}
-            rows.append(SamplerRow(name, steps, smp.nfe, m["sw"], m["mmd"], m["energy"], smp.seconds))
+            reports = metric_reports([x.x for x in sets], split.train, held_out, DEMO_METRICS, seed=seed,
+                                     floors=floors)
+            rows.append(
+                SamplerRow(
+                    name, steps, smp.nfe, reports["sw"].model.mean, reports["mmd"].model.mean,
+                    reports["energy"].model.mean, smp.seconds,
+                    intervals={k: {"model": r.model.to_dict(), "verdict": r.verdict.text} for k, r in reports.items()},
+                    verdict=overall_verdict(reports),
+                )
+            )
             panels.append((f"{name}: {steps} steps, {smp.nfe} NFE", smp.x))
         picture = scatter_panels(panels, out / "samples.png", trajectories=trajectories, lim=3.0)
         val = evaluate(run, metrics=["val_loss"], write=False).metrics["val_loss"]
@@ -248,8 +289,11 @@ def run_training_demo(
             val_loss=val,
             n=n,
             rows=rows,
-            floor=floor,
+            floor={k: f.mean for k, f in floors.items()},
             total_seconds=0.0,
+            seeds=seeds,
+            floor_draws=floor_draws,
+            floor_intervals={k: f.to_dict() for k, f in floors.items()},
             reused=steps_run[0] == 0,
             files={
                 "picture": str(picture),

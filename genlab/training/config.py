@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 #: Metrics :func:`genlab.training.evaluate` knows.
-EVAL_METRICS: tuple[str, ...] = ("sw", "mmd", "energy", "val_loss", "mse", "psnr")
+EVAL_METRICS: tuple[str, ...] = (
+    "sw", "mmd", "energy", "precision", "recall", "density", "coverage", "c2st", "fd", "val_loss", "mse", "psnr",
+)
 
 Kind = Literal["velocity", "x1", "x0", "noise", "score", "drift_fwd", "drift_bwd"]
 
@@ -298,21 +300,32 @@ class EvalConfig:
     Attributes:
         n: Number of generated samples (capped by nothing; the held-out set is reused cyclically for
             conditional paths).
-        metrics: Subset of :data:`EVAL_METRICS`: ``sw`` (sliced W2), ``mmd``, ``energy``, ``val_loss``, and
-            for paths started from a data-dependent source ``mse``/``psnr`` against the paired target.
+        metrics: Subset of :data:`EVAL_METRICS`: the sample-set metrics ``sw`` (sliced W2), ``mmd``,
+            ``energy``, ``precision``/``recall``, ``density``/``coverage``, ``c2st`` (see
+            :mod:`genlab.training.evaluation`), ``val_loss``, and for paths started from a data-dependent source
+            ``mse``/``psnr`` against the paired target.
         n_projections: Directions of the sliced Wasserstein distance.
-        seed: Seed of the samples and projections.
+        seed: Seed of the samples and projections (``genlab eval`` uses seeds ``seed .. seed + seeds - 1``).
+        seeds: Sample sets ``genlab eval`` draws for the model's mean ± 95 % interval (periodic evaluation during
+            training uses one).
+        floor_draws: Disjoint training subsets behind the data floor's mean ± interval.
     """
 
     n: int = 2000
-    metrics: list[str] = field(default_factory=lambda: ["sw", "mmd", "energy", "val_loss"])
+    metrics: list[str] = field(
+        default_factory=lambda: ["sw", "mmd", "energy", "precision", "recall", "c2st", "val_loss"]
+    )
     n_projections: int = 256
     seed: int = 0
+    seeds: int = 3
+    floor_draws: int = 5
 
     def validate(self, path: str) -> None:
         """Range checks."""
         _positive(_join(path, "n"), self.n)
         _positive(_join(path, "n_projections"), self.n_projections)
+        _positive(_join(path, "seeds"), self.seeds)
+        _positive(_join(path, "floor_draws"), self.floor_draws)
         bad = [m for m in self.metrics if m not in EVAL_METRICS]
         if bad:
             raise ConfigError(

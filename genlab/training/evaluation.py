@@ -1,61 +1,165 @@
-"""Evaluation of a trained Field: sample-set distances to held-out data, paired errors, validation loss.
+"""Evaluation of a trained Field: sample-set metrics with their uncertainty, paired errors, validation loss.
 
-* ``sw``: sliced 2-Wasserstein distance (``genlab.metrics.sliced_wasserstein``) on flattened samples;
-* ``mmd``: kernel MMD with the median-heuristic RBF mixture (``genlab.metrics.mmd``);
+Sample-set metrics (flattened samples against the held-out split):
+
+* ``sw``: sliced 2-Wasserstein distance (``genlab.metrics.sliced_wasserstein``);
+* ``mmd``: kernel MMD with the median-heuristic RBF mixture over five scales (``genlab.metrics.mmd``);
 * ``energy``: energy distance (``genlab.metrics.energy_distance``);
-* ``val_loss``: the training objective on the held-out split, with fixed noise (comparable across
-  checkpoints);
-* ``mse``/``psnr``: against the paired targets of conditional paths (inpainting, bridges), PSNR for images.
+* ``precision`` / ``recall``: improved k-NN precision and recall (Kynkäänniemi et al. 2019): blur lowers
+  precision, missing modes lower recall;
+* ``density`` / ``coverage``: Naeem et al. 2020 (k-NN balls around real points only);
+* ``c2st``: held-out accuracy of a classifier telling samples from data (0.5 = indistinguishable);
+* ``fd``: for 8×8 (or 16×16) digits, the Fréchet distance in the shipped digits classifier's feature space
+  (``genlab.metrics.digits_fd``).
 
-Each distance comes with a ``<name>_ref`` value: the same distance between held-out data and as many training
-points, i.e. the floor a perfect model reaches at this sample size.
+Every sample-set metric comes with its **data floor**: the same metric between as many training points and the
+held-out data, over ``floor_draws`` disjoint training subsets (:func:`genlab.metrics.data_floor`), and — in
+:func:`metric_reports` — the model's value over several sample seeds, so a table shows mean ± 95 % interval
+for both and a verdict (:func:`genlab.metrics.compare`) that says whether the model is within the noise of the
+data. Other metrics: ``val_loss`` (the training objective on the held-out split, fixed noise) and
+``mse``/``psnr`` against the paired targets of conditional paths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from genlab.data import ArrayDataset
-from genlab.metrics import energy_distance, mmd, psnr, sliced_wasserstein
+from genlab.metrics import (
+    Estimate,
+    Verdict,
+    classifier_two_sample_test,
+    compare,
+    data_floor,
+    density_coverage,
+    digits_fd,
+    energy_distance,
+    estimate,
+    mmd,
+    precision_recall,
+    psnr,
+    sliced_wasserstein,
+)
 from genlab.training.components import collate, to_device
 from genlab.training.objective import InterpolantObjective
 from genlab.training.sampling import Samples, reference_data
 
-__all__ = ["distances", "sample_metrics", "validation_loss"]
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "SET_METRICS",
+    "MetricReport",
+    "data_floors",
+    "distances",
+    "format_reports",
+    "metric_reports",
+    "overall_verdict",
+    "paired_metrics",
+    "sample_metrics",
+    "set_metric",
+    "validation_loss",
+]
+
+#: Metrics of a sample set against held-out data (each gets a data floor).
+SET_METRICS: tuple[str, ...] = (
+    "sw", "mmd", "energy", "precision", "recall", "density", "coverage", "c2st", "fd",
+)
+#: Set metrics where a larger value is better (the others are distances: smaller is better).
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"precision", "recall", "density", "coverage"})
+
+
+def set_metric(name: str, x: Tensor, y: Tensor, *, n_projections: int = 256, seed: int = 0) -> float:
+    """One sample-set metric between generated samples ``x`` and reference data ``y`` (flattened, float64).
+
+    Args:
+        name: One of :data:`SET_METRICS`.
+        x: Samples ``(n, ...)``.
+        y: Reference (held-out) data ``(m, ...)``.
+        n_projections: Directions of the sliced Wasserstein distance.
+        seed: Seed of the SW directions and of the C2ST split/initialisation.
+
+    Returns:
+        The value.
+    """
+    if name == "fd":
+        if x.ndim != 4 or tuple(x.shape[1:]) not in ((1, 8, 8), (1, 16, 16)) or y.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"metric 'fd' scores 8x8 or 16x16 digits (n, 1, H, W); got samples {tuple(x.shape[1:])} and "
+                f"data {tuple(y.shape[1:])}: drop 'fd' from eval.metrics for this dataset"
+            )
+        return float(digits_fd(x.detach().float().cpu(), y.detach().float().cpu()))
+    xs = x.detach().flatten(1).double().cpu()
+    ys = y.detach().flatten(1).double().cpu()
+    if name == "sw":
+        gen = torch.Generator().manual_seed(seed)
+        return float(sliced_wasserstein(xs, ys, n_projections=n_projections, generator=gen))
+    if name == "mmd":
+        return float(mmd(xs, ys))
+    if name == "energy":
+        return float(energy_distance(xs, ys))
+    if name in ("precision", "recall"):
+        return float(getattr(precision_recall(ys, xs), name))
+    if name in ("density", "coverage"):
+        return float(getattr(density_coverage(ys, xs), name))
+    if name == "c2st":
+        return float(classifier_two_sample_test(ys, xs, seed=seed).accuracy)
+    raise ValueError(f"unknown sample-set metric {name!r}; allowed: {list(SET_METRICS)}")
 
 
 def distances(
     x: Tensor, y: Tensor, metrics: Sequence[str], *, n_projections: int = 256, seed: int = 0
 ) -> dict[str, float]:
-    """The requested distances among ``sw``, ``mmd``, ``energy`` between two sample sets (flattened, float64).
+    """The requested sample-set metrics (:data:`SET_METRICS`) between two sample sets.
 
     Args:
         x: Samples ``(n, ...)``.
         y: Samples ``(m, ...)``.
-        metrics: Names to compute (others are ignored).
+        metrics: Names to compute (names that are not sample-set metrics are ignored).
         n_projections: Directions of the sliced Wasserstein distance.
-        seed: Seed of the directions.
+        seed: Seed of the directions (and of the C2ST).
 
     Returns:
         ``{name: value}``.
     """
-    xs = x.detach().flatten(1).double().cpu()
-    ys = y.detach().flatten(1).double().cpu()
-    out: dict[str, float] = {}
-    if "sw" in metrics:
-        out["sw"] = float(
-            sliced_wasserstein(
-                xs, ys, n_projections=n_projections, generator=torch.Generator().manual_seed(seed)
-            )
+    return {m: set_metric(m, x, y, n_projections=n_projections, seed=seed) for m in SET_METRICS if m in metrics}
+
+
+def data_floors(
+    names: Sequence[str],
+    train: ArrayDataset | Tensor,
+    held_out: Tensor,
+    *,
+    n: int,
+    draws: int = 5,
+    n_projections: int = 256,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """The data floor of every sample-set metric in ``names`` (see :func:`genlab.metrics.data_floor`).
+
+    Args:
+        names: Metric names (those not in :data:`SET_METRICS` are ignored).
+        train: Training split (dataset or tensor of ``x1`` items).
+        held_out: Held-out data ``(m, ...)``.
+        n: Points per draw (the number of model samples; capped by the training split).
+        draws: Disjoint training subsets.
+        n_projections: SW directions.
+        seed: Seed of the subsets, SW directions and C2ST.
+
+    Returns:
+        ``{name: Estimate}``.
+    """
+    pool = train if isinstance(train, Tensor) else reference_data(train)
+    n_ref = min(n, pool.shape[0])
+    return {
+        m: data_floor(
+            lambda a, b, m=m: set_metric(m, a, b, n_projections=n_projections, seed=seed),
+            pool, held_out, n=n_ref, draws=draws, seed=seed,
         )
-    if "mmd" in metrics:
-        out["mmd"] = float(mmd(xs, ys))
-    if "energy" in metrics:
-        out["energy"] = float(energy_distance(xs, ys))
-    return out
+        for m in SET_METRICS if m in names
+    }
 
 
 def sample_metrics(
@@ -66,43 +170,127 @@ def sample_metrics(
     *,
     n_projections: int = 256,
     seed: int = 0,
+    floor_draws: int = 5,
 ) -> dict[str, float]:
-    """Distances of ``samples`` to the held-out data, their floors, and paired errors.
+    """Metrics of one sample set against the held-out data, their floors, and paired errors.
 
     Args:
         samples: Output of :func:`genlab.training.sampling.draw_samples`.
         train: Training split (for the ``*_ref`` floors).
         test: Held-out split.
-        metrics: Names among ``sw``, ``mmd``, ``energy``, ``mse``, ``psnr``.
+        metrics: Names among :data:`SET_METRICS`, ``mse``, ``psnr``.
         n_projections: SW directions.
-        seed: SW seed.
+        seed: SW / C2ST seed and seed of the floor's training subsets.
+        floor_draws: Training subsets the floor is averaged over (see :func:`genlab.metrics.data_floor`).
 
     Returns:
-        ``{name: value}`` (``mse``/``psnr`` only when the samples have paired targets).
+        ``{name: value, name_ref: floor mean}`` (``mse``/``psnr`` only when the samples have paired targets).
     """
     held_out = reference_data(test)
     out = distances(samples.x, held_out, metrics, n_projections=n_projections, seed=seed)
     if out:
-        n_ref = min(len(train), samples.x.shape[0])
-        floor_idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_ref]
-        floor = reference_data(train.subset(floor_idx))
-        out.update(
-            {
-                f"{k}_ref": v
-                for k, v in distances(
-                    floor, held_out, metrics, n_projections=n_projections, seed=seed
-                ).items()
-            }
-        )
-    if samples.target is not None:
-        err = (samples.x.double() - samples.target.double()).pow(2)
-        if "mse" in metrics:
-            out["mse"] = float(err.mean())
-        if "psnr" in metrics and samples.x.ndim == 4:
-            out["psnr"] = float(
-                psnr(samples.x.double().clamp(-1, 1), samples.target.double(), data_range=2.0).mean()
-            )
+        floors = data_floors(list(out), train, held_out, n=samples.x.shape[0], draws=floor_draws,
+                             n_projections=n_projections, seed=seed)
+        out.update({f"{k}_ref": f.mean for k, f in floors.items()})
+    out.update(paired_metrics(samples, metrics))
     return out
+
+
+def paired_metrics(samples: Samples, metrics: Sequence[str]) -> dict[str, float]:
+    """``mse``/``psnr`` of samples against their paired targets (empty when the samples have none)."""
+    out: dict[str, float] = {}
+    if samples.target is None:
+        return out
+    err = (samples.x.double() - samples.target.double()).pow(2)
+    if "mse" in metrics:
+        out["mse"] = float(err.mean())
+    if "psnr" in metrics and samples.x.ndim == 4:
+        out["psnr"] = float(psnr(samples.x.double().clamp(-1, 1), samples.target.double(), data_range=2.0).mean())
+    return out
+
+
+@dataclass(frozen=True)
+class MetricReport:
+    """A sample-set metric of a model over seeds, next to the data floor, with a verdict.
+
+    Attributes:
+        name: Metric name.
+        model: The model's value over sample seeds.
+        floor: The data floor over disjoint training subsets.
+        verdict: Welch comparison of ``model`` against ``floor``.
+    """
+
+    name: str
+    model: Estimate
+    floor: Estimate
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {"model": self.model.to_dict(), "floor": self.floor.to_dict(), "verdict": self.verdict.text,
+                "k": self.verdict.k, "higher_is_better": self.name in HIGHER_IS_BETTER}
+
+
+def metric_reports(
+    sample_sets: Sequence[Tensor],
+    train: ArrayDataset | Tensor,
+    held_out: Tensor,
+    metrics: Sequence[str],
+    *,
+    floor_draws: int = 5,
+    n_projections: int = 256,
+    seed: int = 0,
+    floors: dict[str, Estimate] | None = None,
+) -> dict[str, MetricReport]:
+    """Every requested sample-set metric over several sample sets, against its data floor, with a verdict.
+
+    Args:
+        sample_sets: One tensor ``(n, ...)`` per sample seed (all of one size ``n``).
+        train: Training split (dataset or tensor of ``x1`` items) for the floor.
+        held_out: Held-out data ``(m, ...)``.
+        metrics: Names (those not in :data:`SET_METRICS` are ignored).
+        floor_draws: Disjoint training subsets of the floor (``>= 2`` for an interval).
+        n_projections: SW directions.
+        seed: Seed of the SW directions, the C2ST and the floor subsets.
+        floors: Precomputed :func:`data_floors` (to share one floor between several models).
+
+    Returns:
+        ``{name: MetricReport}`` in :data:`SET_METRICS` order.
+    """
+    if not sample_sets:
+        raise ValueError("metric_reports: sample_sets is empty; pass at least one sample set")
+    names = [m for m in SET_METRICS if m in metrics]
+    if floors is None:
+        floors = data_floors(names, train, held_out, n=int(sample_sets[0].shape[0]), draws=floor_draws,
+                             n_projections=n_projections, seed=seed)
+    out: dict[str, MetricReport] = {}
+    for m in names:
+        if m not in floors:
+            raise ValueError(f"metric_reports: floors has no entry for {m!r}; compute it with data_floors")
+        model = estimate([set_metric(m, x, held_out, n_projections=n_projections, seed=seed) for x in sample_sets])
+        verdict = compare(model, floors[m], lower_is_better=m not in HIGHER_IS_BETTER)
+        out[m] = MetricReport(name=m, model=model, floor=floors[m], verdict=verdict)
+    return out
+
+
+def overall_verdict(reports: dict[str, MetricReport]) -> str:
+    """One line: within noise of the data on every metric, or which metrics are worse and by how much."""
+    if not reports:
+        return "no sample-set metric"
+    worse = [f"{r.name} by {abs(r.verdict.k):.1f}" for r in reports.values() if r.verdict.text.startswith("worse")]
+    if not worse:
+        return "within noise of the data on " + ", ".join(reports)
+    return "worse than data (intervals): " + ", ".join(worse)
+
+
+def format_reports(reports: dict[str, MetricReport], *, digits: int = 3) -> str:
+    """A plain-text table: metric | model (mean ± 95 % CI over seeds) | data floor (mean ± CI) | verdict."""
+    rows = [("metric", "model", "data floor", "verdict")]
+    rows += [(r.name + (" ↑" if r.name in HIGHER_IS_BETTER else " ↓"), r.model.format(digits),
+              r.floor.format(digits), r.verdict.text) for r in reports.values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
+    return "\n".join(lines)
 
 
 @torch.no_grad()
