@@ -246,14 +246,14 @@ class DBIM(Sampler):
         if forward and gammas[0] == 0.0:
             x, x1_hat, eps_boot = self._boot(field, x, x0, grid, cond, noise)
             aux["eps_boot"] = eps_boot
-            self._report(0, grid, x, callback, trajectory, x1_hat=x1_hat)
+            x = self._report(0, grid, x, callback, trajectory, x1_hat=x1_hat)
             start = 1
         for i in range(start, n):
             s, t = grid[i], grid[i + 1]
             if not forward and i == n - 1 and gammas[i + 1] == 0.0:
                 aux["eps_boot"] = self._unboot(field, x, x0, s, t, cond)
                 x = x0.clone()
-                self._report(i, grid, x, callback, trajectory)
+                x = self._report(i, grid, x, callback, trajectory)
                 continue
             _, x1_hat = field.evaluate(x, s, cond).endpoints()
             omega: Tensor | float = 0.0
@@ -262,7 +262,7 @@ class DBIM(Sampler):
                 omega = self.eta * interp.markov_omega(s, t, x)
                 xi = noise()
             x = interp.implicit_step(x, s, t, x0, x1_hat, omega=omega, xi=xi)
-            self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
+            x = self._report(i, grid, x, callback, trajectory, x1_hat=x1_hat)
         return x, aux
 
 
@@ -324,13 +324,13 @@ class DBIMHighOrder(DBIM):
         if gammas[0] == 0.0:
             x, x1_hat, eps_boot = self._boot(field, x, x0, grid, cond, noise)
             aux["eps_boot"] = eps_boot
-            self._report(0, grid, x, callback, trajectory, x1_hat=x1_hat)
+            x = self._report(0, grid, x, callback, trajectory, x1_hat=x1_hat)
             start = 1
         if start < grid.numel() - 1:
             table = self.build_table(field.interpolant, grid[start:])
 
-            def report(j: int, x_next: Tensor, x1_hat: Tensor) -> None:
-                self._report(start + j, grid, x_next, callback, trajectory, x1_hat=x1_hat)
+            def report(j: int, x_next: Tensor, x1_hat: Tensor) -> Tensor:
+                return self._report(start + j, grid, x_next, callback, trajectory, x1_hat=x1_hat)
 
             x = run_multistep(field, x, grid[start:], table, cond=cond, x_src=x0, report=report)
         return x, aux
@@ -446,5 +446,5 @@ class DDBMHeun(Sampler):
             else:
                 d2 = self._velocity(field, x_pred, t_next, cond, x0)
                 x = x + h * (d + d2) / 2
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}

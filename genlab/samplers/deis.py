@@ -435,5 +435,5 @@ class DEISRhoRK(_EpsFormSampler):
                 eps.append(field.evaluate(x_k, t_k, cond)("noise"))
             b_next = float(tab.data[i + 1])
             x = combine(x, b_next / b_i, 0.0, None, [b_next * d_rho * bw for bw in tb.b], eps)
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}

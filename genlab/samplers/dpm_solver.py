@@ -326,5 +326,5 @@ class DPMSolverPP2S(_DataFormSampler):
                 w_u = 1.0 / (2.0 * r)
                 x = combine(x, ratio, known_coef, x_src, [d_next * phi1 * (1.0 - w_u), d_next * phi1 * w_u],
                                   [m0, m_u])
-            self._report(i, grid, x, callback, trajectory, x1_hat=m0)
+            x = self._report(i, grid, x, callback, trajectory, x1_hat=m0)
         return x, {}

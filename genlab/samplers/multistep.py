@@ -291,7 +291,7 @@ def run_multistep(
     *,
     cond: Any | None = None,
     x_src: Tensor | None = None,
-    report: Callable[[int, Tensor, Tensor], None] | None = None,
+    report: Callable[[int, Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Drive ``table`` along ``grid``: one evaluation per step, predictions of the table's kind kept as history.
 
@@ -302,7 +302,8 @@ def run_multistep(
         table: The coefficients.
         cond: Conditioning passed to the field.
         x_src: Known source for tables with ``known`` coefficients.
-        report: Called as ``report(i, x_{i+1}, p_i)`` after step i.
+        report: Called as ``report(i, x_{i+1}, p_i)`` after step i; the loop continues from what it returns
+            (the post-step hook of guidance may correct the state).
 
     Returns:
         The state at ``grid[-1]``.
@@ -323,7 +324,7 @@ def run_multistep(
         history = [pred, *history[: depth - 1]]
         x = combine(x, table.ratio[i], known[i], x_src, row, history)
         if report is not None:
-            report(i, x, pred)
+            x = report(i, x, pred)
     return x
 
 
@@ -363,8 +364,8 @@ class TableSampler(Sampler):
         x_src = field.field.known_source(cond) if table.known is not None else None
         data_form = table.form == "data"
 
-        def report(i: int, x_next: Tensor, pred: Tensor) -> None:
-            self._report(i, grid, x_next, callback, trajectory, x1_hat=pred if data_form else None)
+        def report(i: int, x_next: Tensor, pred: Tensor) -> Tensor:
+            return self._report(i, grid, x_next, callback, trajectory, x1_hat=pred if data_form else None)
 
         x = run_multistep(field, x, grid, table, cond=cond, x_src=x_src, report=report)
         return x, self._aux(table)

@@ -236,7 +236,7 @@ class EulerMaruyama(_SDEBase):
             drift = self._drift(field.evaluate(x, t, cond), mode, forward, eps_t)
             x = x + h.to(x.dtype) * drift
             x = self._diffuse(x, eps_t, h, noise, last=i == n - 1)
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}
 
 
@@ -297,7 +297,7 @@ class StochasticHeun(_SDEBase):
             eps_next = self._eps(field, t_next)
             k2 = self._drift(field.evaluate(x_pred, t_next, cond), mode, forward, eps_next)
             x = x + (h / 2).to(x.dtype) * (k1 + k2)
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}
 
 
@@ -420,5 +420,5 @@ class EDMChurn(Sampler):
                 d2 = field.evaluate(x_next * beta_next.to(x.dtype), t_next, cond)("x0")
                 x_next = x_s + step * (d + d2) / 2
             x = x_next * beta_next.to(x.dtype)
-            self._report(i, grid, x, callback, trajectory)
+            x = self._report(i, grid, x, callback, trajectory)
         return x, {}

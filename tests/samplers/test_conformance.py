@@ -292,6 +292,35 @@ def test_post_step_hook_and_transition_replacement() -> None:
         get_sampler("dopri5").sample(path.field(), x, path.grid(STEPS), hook=hook)
 
 
+def test_post_step_hook_is_kept_with_gradients_in_every_loop() -> None:
+    """With ``grad=True`` the state is part of a graph, so ``_report`` cannot correct it in place: every loop must
+    continue from ``_report``'s return value (multistep tables, DEIS, DPM-Solver++, SDE and DBIM loops included)."""
+    seen: dict[str, list[int]] = {}
+    for path in PATHS:
+        for name in NAMES:
+            sampler = get_sampler(name)
+            if not _compatible(sampler, path) or name == "dopri5" or name.startswith(("diffusers", "kdiff")):
+                continue
+            x, cond = path.start(3, F64)
+            x = x.clone().requires_grad_()
+            calls: list[int] = []
+
+            def hook(info, calls=calls):
+                calls.append(info.i)
+                return info.x * 0.0 + 0.25
+
+            try:
+                res = sampler.sample(path.field(), x, path.grid(STEPS), cond=cond, hook=hook, grad=True,
+                                     generator=torch.Generator().manual_seed(0))
+            except ValueError as err:  # samplers that refuse hooks say so up front
+                assert "hook" in str(err), (name, err)
+                continue
+            seen[name] = calls
+            assert calls and calls[-1] == len(calls) - 1 + calls[0], name
+            torch.testing.assert_close(res.x.detach(), torch.full_like(res.x, 0.25), msg=name)
+    assert {"dpmpp_2m", "deis_logrho", "dbim_ho", "euler_maruyama", "ddim"} <= set(seen), sorted(seen)
+
+
 def test_a_loop_that_skips_report_is_caught_when_hooked() -> None:
     """A sampler whose loop does not report its steps through ``_report`` cannot silently drop a post-step hook."""
 
