@@ -146,9 +146,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     def count(_trainer: Any) -> None:
         steps_run[0] += 1
 
-    result = train(
-        args.config, out=args.out, overrides=args.set, resume=args.resume, hooks=[count], overwrite=args.overwrite
-    )
+    from genlab.training.trainer import TrainingInterrupted
+
+    try:
+        result = train(
+            args.config,
+            out=args.out,
+            overrides=args.set,
+            resume=args.resume,
+            hooks=[count],
+            overwrite=args.overwrite,
+        )
+    except TrainingInterrupted as stop:  # SIGINT/SIGTERM: a checkpoint at the current step is on disk
+        print(f"genlab train: {stop}", file=sys.stderr)
+        return stop.exit_code
     if result.checkpoint is not None:  # rank 0 only under torchrun
         summary: dict[str, Any] = {
             "run_dir": str(result.run_dir),
@@ -469,6 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"genlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training's graceful stop: no traceback, the shell's exit code
+        if os.environ.get("GENLAB_DEBUG"):
+            raise
+        print(f"genlab {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

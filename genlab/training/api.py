@@ -23,7 +23,7 @@ import torch
 
 from genlab.checks import check_count, check_device, check_metrics
 from genlab.models import Field
-from genlab.training.checkpoint import CheckpointManager, load_checkpoint
+from genlab.training.checkpoint import CheckpointManager, RunLock, load_checkpoint
 from genlab.training.components import Components, build_components
 from genlab.training.config import EVAL_METRICS, RunConfig, load_config
 from genlab.training.engines import Engine, resolve_device
@@ -65,6 +65,9 @@ def train(
     Raises:
         FileExistsError: If the folder holds an earlier run's files without a checkpoint (and neither
             ``resume`` nor ``overwrite`` is set).
+        RunLockedError: If another live process trains into the folder (a ``FileExistsError``).
+        CheckpointError: If resuming and no checkpoint of the folder is intact (a ``ValueError``).
+        TrainingInterrupted: On SIGINT/SIGTERM, after a checkpoint at the current step is written.
     """
     if config is None:
         if not (resume and out is not None):
@@ -78,6 +81,7 @@ def train(
         config = saved
     cfg = load_config(config, overrides=overrides)
     run_dir = cfg.run_dir(out)
+    RunLock(run_dir).check()  # a run already training there is named before its files are judged stale
     _refuse_stale_run_dir(run_dir, resume=resume, overwrite=overwrite)
     return Trainer(cfg, run_dir, engine=engine, hooks=hooks).fit(resume=resume)
 
@@ -134,12 +138,17 @@ def load_run(
 
     Args:
         run: Run folder (or an already loaded :class:`Run`, returned as is).
-        checkpoint: A checkpoint file or step number (default: the ``latest`` one).
+        checkpoint: A checkpoint file or step number (default: the newest intact one; a damaged newer one is
+            named on stderr with its damage).
         ema: Use the EMA weights (else the raw weights).
         device: Device of the Field.
 
     Returns:
         :class:`Run`.
+
+    Raises:
+        FileNotFoundError: If the folder or checkpoint does not exist.
+        CheckpointError: If the named checkpoint, or every checkpoint of the folder, is damaged.
     """
     if isinstance(run, Run):
         return run
@@ -147,16 +156,18 @@ def load_run(
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist")
     manager = CheckpointManager(run_dir / "checkpoints")
-    if checkpoint is None:
-        path = manager.latest()
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}; train the run first")
-    elif isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
-        path = manager.path_for(int(checkpoint))
-    else:
-        path = Path(checkpoint)
     dev = resolve_device(device)
-    state = load_checkpoint(path, map_location="cpu")
+    if checkpoint is None:
+        if manager.latest() is None and not (manager.folder / "latest").is_file():
+            raise FileNotFoundError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}; train the run first")
+        found = manager.load_latest(map_location="cpu")
+        path, state = found.path, found.state
+    else:
+        if isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
+            path = manager.path_for(int(checkpoint))
+        else:
+            path = Path(checkpoint)
+        state = load_checkpoint(path, map_location="cpu")
     config = load_config(state["config"])
     with torch.random.fork_rng(devices=[]):
         components = build_components(config, network=state["network"])

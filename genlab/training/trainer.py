@@ -19,10 +19,13 @@ state, so a resumed run continues bit for bit (on CPU). Sampling and evaluation 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -37,8 +40,9 @@ from genlab.config import ConfigError
 from genlab.training.batches import StepBatches
 from genlab.training.checkpoint import (
     CheckpointManager,
+    RunLock,
     capture_rng_state,
-    load_checkpoint,
+    clean_stale_temporaries,
     restore_rng_state,
 )
 from genlab.training.components import Components, build_components
@@ -57,6 +61,7 @@ __all__ = [
     "Hook",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "checkpoint_key",
     "lr_factor",
 ]
@@ -150,6 +155,41 @@ class TrainResult:
     seconds: float
     elapsed: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``Trainer.fit`` stopped on SIGINT or SIGTERM after saving a checkpoint at the current step.
+
+    It derives from ``KeyboardInterrupt`` so that ``except Exception`` handlers in user code do not swallow a
+    stop request. ``genlab train`` prints its message and exits with :attr:`exit_code` (130 for SIGINT, 143
+    for SIGTERM); ``--resume`` continues bit for bit from the checkpoint.
+
+    Attributes:
+        signum: The signal number.
+        step: The step at which training stopped (that of the checkpoint).
+        checkpoint: The checkpoint written (``None`` off rank 0).
+        run_dir: The run folder.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None, run_dir: Path) -> None:
+        self.signum, self.step, self.checkpoint, self.run_dir = signum, step, checkpoint, run_dir
+        where = f"checkpoint {str(checkpoint)!r} saved" if checkpoint is not None else "checkpoint saved"
+        super().__init__(
+            f"training stopped by {signal.Signals(signum).name} at step {step}; {where}; continue it with "
+            f"genlab train --out {run_dir} --resume"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """The shell convention for death by this signal: ``128 + signum``."""
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+#: The signals that stop ``fit`` gracefully (a checkpoint at the current step, then :class:`TrainingInterrupted`).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
 
 def _record_step(line: str) -> float:
@@ -304,6 +344,8 @@ class Trainer:
         self._t_fit: float | None = None  # start of the current loop
         self.history: list[dict[str, Any]] = []
         self._step_logs: dict[str, float] = {}
+        self._saved_step: int | None = None  # step of the last checkpoint written or resumed from
+        self._stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler of fit()
 
     # ------------------------------------------------------------------ fields
     def ema_field(self) -> torch.nn.Module:
@@ -396,6 +438,7 @@ class Trainer:
             path = self.ckpts.save(self.step, state)
             self.last_checkpoint = path
         self.engine.barrier()
+        self._saved_step = self.step
         return path
 
     def _seed_everything(self, base: int) -> None:
@@ -410,8 +453,17 @@ class Trainer:
         """Check the folder, load the checkpoint to resume from, write the resolved config (rank 0)."""
         state = None
         latest = self.ckpts.latest()
-        if resume and latest is not None:
-            state = load_checkpoint(latest, map_location=self.device)
+        if resume and (latest is not None or (self.ckpts.folder / "latest").is_file()):
+            found = self.ckpts.load_latest(map_location=self.device, announce=self.engine.is_main)
+            state = found.state
+            self.last_checkpoint = found.path if self.engine.is_main else None
+            self.engine.barrier()
+            if self.engine.is_main:
+                # damaged newer files would otherwise be listed and pruned in place of good ones
+                for bad, _ in found.skipped:
+                    moved = self.ckpts.quarantine(bad)
+                    if moved is not None:
+                        print(f"genlab: moved the damaged {bad.name} aside to {moved.name}", file=sys.stderr)
             saved_config = dict(state["config"])
             saved_config.setdefault("objective", {"name": "interpolant"})  # format-1 checkpoints
             diff = [
@@ -553,11 +605,97 @@ class Trainer:
         Returns:
             :class:`TrainResult`.
 
+        Fault handling (rank 0 owns the run folder):
+
+        * the folder is locked (:class:`~genlab.training.checkpoint.RunLock`, ``<run>/.lock``) for the whole
+          call, so a second run into the same folder is refused; stale temporaries of a killed checkpoint write
+          are removed at start-up;
+        * on resume, the newest intact checkpoint is used (damaged newer ones are named and moved aside);
+        * SIGINT/SIGTERM finish the current step, save a checkpoint at it and raise
+          :class:`TrainingInterrupted` (a second signal aborts at once);
+        * a failure of the periodic sampling or evaluation is reported and training goes on.
+
         Raises:
             ValueError: If the folder holds checkpoints and ``resume`` is false, or a loss is not finite.
+            RunLockedError: If another live process trains into the same folder.
+            CheckpointError: If resuming and no checkpoint of the folder is intact.
+            TrainingInterrupted: On SIGINT/SIGTERM, after the checkpoint at the current step is written.
         """
         tcfg, lcfg = self.config.train, self.config.logging
         main = self.engine.is_main
+        created = not self.run_dir.exists()
+        lock = RunLock(self.run_dir).acquire() if main else None  # before anything is written
+        try:
+            if main:
+                clean_stale_temporaries(self.ckpts.folder)
+                clean_stale_temporaries(
+                    self.run_dir, names=lambda n: n in ("config.yaml", "metrics.jsonl", "eval.json")
+                )
+            return self._fit_locked(resume=resume, tcfg=tcfg, lcfg=lcfg, main=main)
+        finally:
+            if lock is not None:
+                lock.release()
+                if created:  # a run refused before it wrote anything leaves no empty folder behind
+                    with contextlib.suppress(OSError):
+                        self.run_dir.rmdir()
+
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        """Route SIGINT/SIGTERM to a flag checked after each step (main thread only; an ignored SIGINT stays
+        ignored). Returns the previous handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, _frame: Any) -> None:
+            if self._stop_signal is not None:  # a second signal: give up waiting for the checkpoint
+                self._restore_handlers(previous)
+                raise KeyboardInterrupt(
+                    f"{signal.Signals(signum).name} received twice; stopped without a checkpoint"
+                )
+            self._stop_signal = signum
+            if self.engine.is_main:
+                print(
+                    f"genlab: {signal.Signals(signum).name} received; saving a checkpoint after step "
+                    f"{self.step + 1} and stopping (send it again to stop at once, without one)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        for sig in STOP_SIGNALS:
+            current = signal.getsignal(sig)
+            if sig == signal.SIGINT and current == signal.SIG_IGN:
+                continue
+            previous[sig] = current
+            signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_handlers(previous: dict[int, Any]) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal arrived (on any rank: the ranks agree, so they stop at the same step)."""
+        flag = 1.0 if self._stop_signal is not None else 0.0
+        if self.engine.world_size > 1:
+            flag = float(self.engine.all_reduce_mean(torch.tensor([flag], dtype=torch.float64))[0])
+        return flag > 0.0
+
+    def _periodic(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run the periodic sampling or evaluation; a failure is reported and training goes on (``None``)."""
+        try:
+            return action()
+        except Exception as err:  # noqa: BLE001 - any failure of a side task must not lose the run
+            print(
+                f"genlab: {what} at step {self.step} failed ({type(err).__name__}: {err}); training goes on "
+                f"(fix the config's sample/eval section and resume to get it back)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+
+    def _fit_locked(self, *, resume: bool, tcfg: Any, lcfg: Any, main: bool) -> TrainResult:
+        """The body of :meth:`fit`, run while the run folder is locked."""
         tracker = self._tracker or make_tracker(  # wandb is imported here, before anything is written
             self.run_dir,
             is_main=main,
@@ -573,11 +711,13 @@ class Trainer:
         bar = None
         loss_sum, loss_n = 0.0, 0
         t_start = time.perf_counter()
+        self._stop_signal = None
+        handlers = self._install_stop_handlers()
         try:
             state = self._prepare_run_dir(resume)
             if state is not None:
                 self.load_state_dict(state)
-                self.last_checkpoint = self.ckpts.latest() if main else None
+                self._saved_step = self.step
             else:
                 self._seed_everything(tcfg.seed)
             bar = tqdm(
@@ -620,11 +760,11 @@ class Trainer:
                             flush=True,
                         )
                 if main and tcfg.sample_every and self.step % tcfg.sample_every == 0:
-                    pic = self.save_samples()
+                    pic = self._periodic("sampling", self.save_samples)
                     if pic is not None:
                         tracker.log_image("samples", pic, self.step)
                 if main and tcfg.eval_every and self.step % tcfg.eval_every == 0:
-                    record.update(self.evaluate_now())
+                    record.update(self._periodic("evaluation", self.evaluate_now) or {})
                 for hook in self.hooks:
                     extra = hook(self)
                     if extra:
@@ -635,7 +775,13 @@ class Trainer:
                         self.history.append({"step": self.step, **record})
                 if (tcfg.ckpt_every and self.step % tcfg.ckpt_every == 0) or self.step == tcfg.steps:
                     self.save_checkpoint()
+                if self.step < tcfg.steps and self._stop_requested():
+                    signum = self._stop_signal if self._stop_signal is not None else int(signal.SIGTERM)
+                    if self._saved_step != self.step:
+                        self.save_checkpoint()
+                    raise TrainingInterrupted(signum, self.step, self.last_checkpoint, self.run_dir)
         finally:
+            self._restore_handlers(handlers)
             seconds = time.perf_counter() - t_start
             if self._t_fit is not None:
                 self.elapsed += seconds
