@@ -6,7 +6,10 @@ from genlab.models.precond import EDMPrecond, EDMPreconditioner, MaskedOutput, e
 from genlab.training.api import EvalResult, Run, RunSamples, evaluate, load_run, sample_run, train
 from genlab.training.batches import StepBatches
 from genlab.training.checkpoint import (
+    CheckpointError,
     CheckpointManager,
+    RunLock,
+    RunLockedError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -57,6 +60,7 @@ from genlab.training.trainer import (
     RESUMABLE_CHANGES,
     Hook,
     Trainer,
+    TrainingInterrupted,
     TrainResult,
     checkpoint_key,
     lr_factor,
@@ -68,6 +72,7 @@ __all__ = [
     "EVAL_METRICS",
     "OBJECTIVES",
     "RESUMABLE_CHANGES",
+    "CheckpointError",
     "CheckpointManager",
     "Components",
     "CouplingConfig",
@@ -95,6 +100,8 @@ __all__ = [
     "ReflowObjective",
     "Run",
     "RunConfig",
+    "RunLock",
+    "RunLockedError",
     "RunSamples",
     "SampleConfig",
     "Samples",
@@ -103,6 +110,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "WandbTracker",
     "available_objectives",
     "build_components",

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def train(
         config = saved
     cfg = load_config(config, overrides=overrides)
     run_dir = cfg.run_dir(out)
-    RunLock(run_dir).check()  # a run already training there is named before its files are judged stale
+    if engine.is_main if engine is not None else os.environ.get("RANK", "0") == "0":
+        RunLock(run_dir).check()  # rank 0 owns the folder: a live run there is named before stale files
     _refuse_stale_run_dir(run_dir, resume=resume, overwrite=overwrite)
     return Trainer(cfg, run_dir, engine=engine, hooks=hooks).fit(resume=resume)
 
