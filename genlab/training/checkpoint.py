@@ -75,7 +75,8 @@ class CheckpointError(ValueError):
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"checkpoint {str(self.path)!r} {reason}")
+        what = "checkpoint folder" if self.path.is_dir() else "checkpoint"
+        super().__init__(f"{what} {str(self.path)!r} {reason}")
 
 
 def _pid_alive(pid: int) -> bool:
