@@ -612,7 +612,7 @@ class Trainer:
           are removed at start-up;
         * on resume, the newest intact checkpoint is used (damaged newer ones are named and moved aside);
         * SIGINT/SIGTERM finish the current step, save a checkpoint at it and raise
-          :class:`TrainingInterrupted` (a second signal aborts at once);
+          :class:`TrainingInterrupted` (the same signal sent again aborts at once, without a checkpoint);
         * a failure of the periodic sampling or evaluation is reported and training goes on.
 
         Raises:
@@ -647,8 +647,10 @@ class Trainer:
         previous: dict[int, Any] = {}
 
         def handler(signum: int, _frame: Any) -> None:
-            if self._stop_signal is not None:  # a second signal: give up waiting for the checkpoint
-                self._restore_handlers(previous)
+            if self._stop_signal is not None:
+                if signum != self._stop_signal:  # e.g. torchrun's SIGTERM after a Ctrl-C: already stopping
+                    return
+                self._restore_handlers(previous)  # the same signal again: give up waiting for the checkpoint
                 raise KeyboardInterrupt(
                     f"{signal.Signals(signum).name} received twice; stopped without a checkpoint"
                 )

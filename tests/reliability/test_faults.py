@@ -29,7 +29,7 @@ from genlab.training.checkpoint import (
     clean_stale_temporaries,
     load_checkpoint,
 )
-from genlab.training.trainer import Trainer
+from genlab.training.trainer import Trainer, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "moons_tiny.yaml")
@@ -321,3 +321,28 @@ def test_failing_periodic_sampling_and_eval_do_not_lose_the_run(tmp_path, monkey
     assert "sampling at step 2 failed (RuntimeError: sampler exploded); training goes on" in err
     assert "evaluation at step 4 failed" in err
     assert [s for s, _ in CheckpointManager(tmp_path / "run" / "checkpoints").list()] == [3, 6]
+
+
+@pytest.mark.parametrize(
+    ("signals", "graceful"),
+    [
+        ((signal.SIGTERM,), True),
+        ((signal.SIGINT, signal.SIGTERM), True),
+        ((signal.SIGTERM, signal.SIGTERM), False),
+    ],
+    ids=["once", "INT-then-TERM", "TERM-twice"],
+)
+def test_a_repeated_signal_aborts_a_different_one_does_not(tmp_path, signals, graceful) -> None:
+    def send(trainer: Trainer) -> None:
+        if trainer.step == 2:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt) as info:
+        train(TINY, out=tmp_path / "run", overrides=FAST, hooks=[send])
+    assert isinstance(info.value, TrainingInterrupted) is graceful
+    assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
+    assert not (tmp_path / "run" / ".lock").exists()
+    steps = [s for s, _ in CheckpointManager(tmp_path / "run" / "checkpoints").list()]
+    assert steps == ([2] if graceful else [])
