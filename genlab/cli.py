@@ -84,6 +84,8 @@ def parse_options(items: Sequence[str], *, flag: str = "--option") -> dict[str, 
 
 # ------------------------------------------------------------------------------------------------------- demo
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _check_count(args.seeds, "--seeds")
+    _check_count(args.floor_draws, "--floor-draws")
     if args.exact:
         from genlab.demo import run_exact_demo
 
@@ -100,6 +102,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             threads=args.threads,
             overwrite=args.overwrite,
+            seeds=args.seeds,
+            floor_draws=args.floor_draws,
         )
         print(summary.table())
         if summary.reused:
@@ -125,6 +129,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--nfe", type=int, default=20, help="network evaluations per sampler in the comparison")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--seeds", type=int, default=3, help="sample sets per sampler behind each mean ± interval")
+    p.add_argument(
+        "--floor-draws", type=int, default=5, help="disjoint training subsets behind the data floor's interval"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -287,6 +295,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _check_count(args.n, "--n")
     _check_count(args.steps, "--steps")
+    _check_count(args.seeds, "--seeds")
     check_device(args.device, name="--device")
     metrics = check_metrics(args.metrics, EVAL_METRICS, name="--metrics")
     from genlab.training import evaluate
@@ -297,9 +306,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         steps=args.steps,
         seed=args.seed,
+        seeds=args.seeds,
         metrics=metrics,
         device=args.device,
     )
+    if res.reports:  # the human-readable table goes to stderr, so stdout stays one JSON document
+        print(res.table(), file=sys.stderr)
     _print_json(
         {
             "step": res.step,
@@ -307,7 +319,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "steps": res.steps,
             "nfe": res.nfe,
             "n": res.n,
+            "seeds": res.seeds,
             "metrics": res.metrics,
+            "verdict": res.verdict,
             "file": str(res.path),
         }
     )
@@ -322,7 +336,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="grid steps (default: the run's sample.steps)")
     p.add_argument("--seed", type=int, default=None, help=_SEED_HELP + " (default: the run's eval.seed)")
     p.add_argument(
-        "--metrics", default=None, help="comma-separated subset of sw,mmd,energy,val_loss,mse,psnr"
+        "--metrics",
+        default=None,
+        help="comma-separated subset of sw,mmd,energy,precision,recall,density,coverage,c2st,fd,val_loss,mse,psnr "
+        "(default: the run's eval.metrics)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None,
+        help="sample sets behind each metric's mean ± 95%% interval (default: the run's eval.seeds)",
     )
     p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_eval)

@@ -28,7 +28,14 @@ from genlab.training.checkpoint import CheckpointManager, RunLock, load_checkpoi
 from genlab.training.components import Components, build_components
 from genlab.training.config import EVAL_METRICS, RunConfig, load_config
 from genlab.training.engines import Engine, resolve_device
-from genlab.training.evaluation import sample_metrics, validation_loss
+from genlab.training.evaluation import (
+    MetricReport,
+    format_reports,
+    metric_reports,
+    overall_verdict,
+    paired_metrics,
+    validation_loss,
+)
 from genlab.training.objective import Objective, build_objective
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.trainer import Hook, Trainer, TrainResult, checkpoint_key
@@ -321,14 +328,18 @@ class EvalResult:
     """An evaluation of a run.
 
     Attributes:
-        metrics: ``{name: value}`` (``sw``, ``mmd``, ``energy`` and their ``*_ref`` floors, ``val_loss``,
-            ``mse``/``psnr`` for conditional paths).
+        metrics: ``{name: value}``: each sample-set metric's mean over the sample seeds and its data floor
+            ``<name>_ref`` (mean over disjoint training subsets), ``val_loss``, ``mse``/``psnr`` for conditional
+            paths (first seed).
         step: Checkpoint step.
         sampler: Sampler used.
         steps: Grid steps.
-        nfe: Network evaluations of the sampling.
-        n: Number of samples.
+        nfe: Network evaluations of the sampling (one seed).
+        n: Number of samples per seed.
         seconds: Wall time.
+        reports: ``{name: MetricReport}``: model and floor as mean ± 95 % interval, and the verdict.
+        verdict: One line over all sample-set metrics ("within noise of the data ..." or which are worse).
+        seeds: The sample seeds used.
         path: ``eval.json`` written in the run folder (``None`` with ``write=False``).
     """
 
@@ -339,7 +350,20 @@ class EvalResult:
     nfe: int
     n: int
     seconds: float
+    reports: dict[str, MetricReport] = field(default_factory=dict)
+    verdict: str = ""
+    seeds: list[int] = field(default_factory=list)
     path: Path | None = None
+
+    def table(self) -> str:
+        """The sample-set metrics as a plain-text table with the verdict line."""
+        return format_reports(self.reports) + "\nverdict: " + self.verdict if self.reports else ""
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready form (what ``eval.json`` holds)."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("path", "reports")}
+        out["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
+        return out
 
 
 def evaluate(
@@ -349,6 +373,7 @@ def evaluate(
     sampler: str | None = None,
     steps: int | None = None,
     seed: int | None = None,
+    seeds: int | None = None,
     metrics: str | Sequence[str] | None = None,
     write: bool = True,
     device: str | torch.device = "cpu",
@@ -360,7 +385,8 @@ def evaluate(
         n: Number of samples.
         sampler: Sampler name.
         steps: Grid steps.
-        seed: Seed of samples, projections and validation noise.
+        seed: Seed of samples, projections and validation noise (sample seeds ``seed .. seed + seeds - 1``).
+        seeds: Number of sample sets behind each metric's mean ± interval (default ``eval.seeds``).
         metrics: Subset of ``sw``, ``mmd``, ``energy``, ``val_loss``, ``mse``, ``psnr``: a list, one name
             or a comma-separated string (an unknown name raises before anything is sampled or written).
         write: Write ``<run>/eval.json``.
@@ -379,20 +405,34 @@ def evaluate(
     ecfg, scfg = cfg.eval, cfg.sample
     names = checked if checked is not None else list(ecfg.metrics)
     seed = ecfg.seed if seed is None else seed
+    n_seeds = ecfg.seeds if seeds is None else check_count(seeds, name="seeds")
     t0 = time.perf_counter()
-    smp = draw_samples(
-        loaded.field,
-        loaded.components,
-        sampler=sampler or scfg.sampler,
-        steps=steps if steps is not None else scfg.steps,
-        n=n if n is not None else ecfg.n,
-        seed=seed,
-        grid=scfg.grid,
-        grid_options=scfg.grid_options,
-        options=scfg.options,
-    )
+    seed_list = [seed + i for i in range(n_seeds)]
+    sets = [
+        draw_samples(
+            loaded.field,
+            loaded.components,
+            sampler=sampler or scfg.sampler,
+            steps=steps if steps is not None else scfg.steps,
+            n=n if n is not None else ecfg.n,
+            seed=s,
+            grid=scfg.grid,
+            grid_options=scfg.grid_options,
+            options=scfg.options,
+        )
+        for s in seed_list
+    ]
+    smp = sets[0]
     split = loaded.components.split
-    values = sample_metrics(smp, split.train, split.test, names, n_projections=ecfg.n_projections, seed=seed)
+    reports = metric_reports(
+        [x.x for x in sets], split.train, reference_data(split.test), names,
+        floor_draws=ecfg.floor_draws, n_projections=ecfg.n_projections, seed=seed,
+    )
+    values: dict[str, float] = {}
+    for name_, rep in reports.items():
+        values[name_] = rep.model.mean
+        values[f"{name_}_ref"] = rep.floor.mean
+    values.update(paired_metrics(smp, names))
     if "val_loss" in names:
         objective = loaded.objective
         if not callable(objective):
@@ -410,10 +450,13 @@ def evaluate(
         nfe=smp.nfe,
         n=int(smp.x.shape[0]),
         seconds=time.perf_counter() - t0,
+        reports=reports,
+        verdict=overall_verdict(reports) if reports else "",
+        seeds=seed_list,
     )
     if write:
         path = loaded.run_dir / "eval.json"
         with atomic_write(path, "w") as fh:
-            json.dump({k: v for k, v in result.__dict__.items() if k != "path"}, fh, indent=2)
+            json.dump(result.to_json(), fh, indent=2)
         result.path = path
     return result
