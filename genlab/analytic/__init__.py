@@ -2,6 +2,7 @@
 
 from genlab.analytic.denoiser import GMMDenoiser
 from genlab.analytic.eot import GaussianEOTPlan, gaussian_eot_plan
+from genlab.analytic.eot_benchmark import EOTBenchmark, eot_benchmark
 from genlab.analytic.fields import (
     ConditionalGMM,
     ExactPosterior,
@@ -14,11 +15,13 @@ from genlab.analytic.posterior import gmm_posterior
 
 __all__ = [
     "ConditionalGMM",
+    "EOTBenchmark",
     "ExactPosterior",
     "GMMDenoiser",
     "GaussianEOTPlan",
     "GaussianMixture",
     "PosteriorMeans",
+    "eot_benchmark",
     "exact_field",
     "gaussian_eot_plan",
     "gmm_posterior",

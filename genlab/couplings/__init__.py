@@ -32,10 +32,12 @@ from genlab.couplings.minibatch_ot import (
 )
 from genlab.couplings.model import ModelCoupling, Simulate
 from genlab.couplings.paired import Paired
+from genlab.couplings.plan import ConditionalPlanCoupling
 
 __all__ = [
     "COUPLINGS",
     "MAX_EXACT_BATCH",
+    "ConditionalPlanCoupling",
     "Coupling",
     "CouplingSample",
     "DataDependent",

@@ -21,6 +21,7 @@ from genlab.metrics.distances import (
     sliced_wasserstein,
     sqrtm_psd,
 )
+from genlab.metrics.eot import bw2, cbw2_uvp, gaussian_fit
 from genlab.metrics.image import psnr, ssim
 from genlab.metrics.likelihood import bits_per_dim, nll, nll_to_bits_per_dim
 from genlab.metrics.twosample import (
@@ -44,6 +45,8 @@ __all__ = [
     "PrecisionRecall",
     "Verdict",
     "bits_per_dim",
+    "bw2",
+    "cbw2_uvp",
     "classifier_accuracy",
     "classifier_two_sample_test",
     "compare",
@@ -55,6 +58,7 @@ __all__ = [
     "energy_distance",
     "estimate",
     "frechet_distance",
+    "gaussian_fit",
     "gaussian_moments",
     "gaussian_w2",
     "gaussian_w2_samples",

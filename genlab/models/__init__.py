@@ -3,6 +3,7 @@
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
 from genlab.models.field import Field, Precond, call_net
 from genlab.models.layers import FourierTimeFeatures, make_activation
+from genlab.models.light_sb import LIGHT_SB_LR, LightSB, LightSBDrift, LightSBPlan, light_sb_field
 from genlab.models.mlp import TimeMLP
 from genlab.models.multimarginal_field import MultimarginalField, PathConditionedNet
 from genlab.models.precond import EDMPrecond, EDMPreconditioner, MaskedOutput, edm_coeffs, edm_loss_weight
@@ -10,11 +11,15 @@ from genlab.models.registry import available_networks, build_network, network_co
 from genlab.models.unet import UNet
 
 __all__ = [
+    "LIGHT_SB_LR",
     "AutoEncoder",
     "EDMPrecond",
     "EDMPreconditioner",
     "Field",
     "FourierTimeFeatures",
+    "LightSB",
+    "LightSBDrift",
+    "LightSBPlan",
     "LinearAutoEncoder",
     "MaskedOutput",
     "MultimarginalField",
@@ -27,6 +32,7 @@ __all__ = [
     "call_net",
     "edm_coeffs",
     "edm_loss_weight",
+    "light_sb_field",
     "make_activation",
     "network_config",
     "register_network",
