@@ -33,7 +33,15 @@ from genlab.metrics.twosample import (
     precision_recall,
     wilson_interval,
 )
-from genlab.metrics.uncertainty import Estimate, Verdict, compare, data_floor, estimate, student_t_quantile
+from genlab.metrics.uncertainty import (
+    Estimate,
+    MetricReport,
+    Verdict,
+    compare,
+    data_floor,
+    estimate,
+    student_t_quantile,
+)
 
 __all__ = [
     "C2STResult",
@@ -42,6 +50,7 @@ __all__ = [
     "DigitsFD",
     "Estimate",
     "GaussianMoments",
+    "MetricReport",
     "PrecisionRecall",
     "Verdict",
     "bits_per_dim",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["Estimate", "Verdict", "compare", "data_floor", "estimate", "student_t_quantile"]
+__all__ = ["Estimate", "MetricReport", "Verdict", "compare", "data_floor", "estimate", "student_t_quantile"]
 
 # Two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1..30 (standard tables).
 _T975 = (
@@ -178,6 +178,30 @@ def compare(a: Estimate, b: Estimate, *, lower_is_better: bool = True, reference
         worse = (diff > 0) == lower_is_better
         text = f"{'worse' if worse else 'better'} than {reference} by {abs(k):.1f} intervals"
     return Verdict(difference=diff, low=low, high=high, k=k, text=text)
+
+
+@dataclass(frozen=True)
+class MetricReport:
+    """A metric of a model over seeds, next to its reference floor, with a verdict.
+
+    Attributes:
+        name: Metric name.
+        model: The model's value over sample seeds.
+        floor: The floor (data against data, or exact samples against exact samples) over repeated draws.
+        verdict: :func:`compare` of ``model`` against ``floor``.
+        higher_is_better: Direction of the metric.
+    """
+
+    name: str
+    model: Estimate
+    floor: Estimate
+    verdict: Verdict
+    higher_is_better: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {"model": self.model.to_dict(), "floor": self.floor.to_dict(), "verdict": self.verdict.text,
+                "k": self.verdict.k, "higher_is_better": self.higher_is_better}
 
 
 def data_floor(

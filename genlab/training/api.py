@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from genlab.checks import check_count, check_device, check_metrics
+from genlab.metrics import Estimate, estimate
 from genlab.models import Field
 from genlab.training.checkpoint import CheckpointManager, RunLock, load_checkpoint
 from genlab.training.components import Components, build_components
@@ -329,8 +330,8 @@ class EvalResult:
 
     Attributes:
         metrics: ``{name: value}``: each sample-set metric's mean over the sample seeds and its data floor
-            ``<name>_ref`` (mean over disjoint training subsets), ``val_loss``, ``mse``/``psnr`` for conditional
-            paths (first seed).
+            ``<name>_ref`` (mean over disjoint training subsets), ``val_loss`` (first seed), ``mse``/``psnr`` for
+            conditional paths (mean over the seeds).
         step: Checkpoint step.
         sampler: Sampler used.
         steps: Grid steps.
@@ -338,6 +339,7 @@ class EvalResult:
         n: Number of samples per seed.
         seconds: Wall time.
         reports: ``{name: MetricReport}``: model and floor as mean ± 95 % interval, and the verdict.
+        paired: ``{name: Estimate}`` of ``mse``/``psnr`` against the exact paired targets, over the seeds.
         verdict: One line over all sample-set metrics ("within noise of the data ..." or which are worse).
         seeds: The sample seeds used.
         path: ``eval.json`` written in the run folder (``None`` with ``write=False``).
@@ -351,18 +353,22 @@ class EvalResult:
     n: int
     seconds: float
     reports: dict[str, MetricReport] = field(default_factory=dict)
+    paired: dict[str, Estimate] = field(default_factory=dict)
     verdict: str = ""
     seeds: list[int] = field(default_factory=list)
     path: Path | None = None
 
     def table(self) -> str:
         """The sample-set metrics as a plain-text table with the verdict line."""
-        return format_reports(self.reports) + "\nverdict: " + self.verdict if self.reports else ""
+        lines = [format_reports(self.reports), "verdict: " + self.verdict] if self.reports else []
+        lines += [f"{k} vs the paired targets: {e.format()} (over {e.n} seeds)" for k, e in self.paired.items()]
+        return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready form (what ``eval.json`` holds)."""
-        out = {k: v for k, v in self.__dict__.items() if k not in ("path", "reports")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("path", "reports", "paired")}
         out["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
+        out["paired"] = {k: e.to_dict() for k, e in self.paired.items()}
         return out
 
 
@@ -432,7 +438,9 @@ def evaluate(
     for name_, rep in reports.items():
         values[name_] = rep.model.mean
         values[f"{name_}_ref"] = rep.floor.mean
-    values.update(paired_metrics(smp, names))
+    paired_runs = [paired_metrics(x, names) for x in sets]
+    paired = {k: estimate([run[k] for run in paired_runs]) for k in paired_runs[0]}
+    values.update({k: e.mean for k, e in paired.items()})
     if "val_loss" in names:
         objective = loaded.objective
         if not callable(objective):
@@ -451,6 +459,7 @@ def evaluate(
         n=int(smp.x.shape[0]),
         seconds=time.perf_counter() - t0,
         reports=reports,
+        paired=paired,
         verdict=overall_verdict(reports) if reports else "",
         seeds=seed_list,
     )

@@ -23,7 +23,6 @@ data. Other metrics: ``val_loss`` (the training objective on the held-out split,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +30,7 @@ from torch import Tensor, nn
 from genlab.data import ArrayDataset
 from genlab.metrics import (
     Estimate,
-    Verdict,
+    MetricReport,
     classifier_two_sample_test,
     compare,
     data_floor,
@@ -209,28 +208,6 @@ def paired_metrics(samples: Samples, metrics: Sequence[str]) -> dict[str, float]
     return out
 
 
-@dataclass(frozen=True)
-class MetricReport:
-    """A sample-set metric of a model over seeds, next to the data floor, with a verdict.
-
-    Attributes:
-        name: Metric name.
-        model: The model's value over sample seeds.
-        floor: The data floor over disjoint training subsets.
-        verdict: Welch comparison of ``model`` against ``floor``.
-    """
-
-    name: str
-    model: Estimate
-    floor: Estimate
-    verdict: Verdict
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
-        return {"model": self.model.to_dict(), "floor": self.floor.to_dict(), "verdict": self.verdict.text,
-                "k": self.verdict.k, "higher_is_better": self.name in HIGHER_IS_BETTER}
-
-
 def metric_reports(
     sample_sets: Sequence[Tensor],
     train: ArrayDataset | Tensor,
@@ -269,7 +246,8 @@ def metric_reports(
             raise ValueError(f"metric_reports: floors has no entry for {m!r}; compute it with data_floors")
         model = estimate([set_metric(m, x, held_out, n_projections=n_projections, seed=seed) for x in sample_sets])
         verdict = compare(model, floors[m], lower_is_better=m not in HIGHER_IS_BETTER)
-        out[m] = MetricReport(name=m, model=model, floor=floors[m], verdict=verdict)
+        out[m] = MetricReport(name=m, model=model, floor=floors[m], verdict=verdict,
+                              higher_is_better=m in HIGHER_IS_BETTER)
     return out
 
 

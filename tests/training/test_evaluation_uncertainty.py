@@ -84,3 +84,21 @@ def test_evaluate_reports_intervals_and_cli_prints_the_table(tmp_path, tiny, cap
     assert json.loads(captured.out)["seeds"] == [0, 1]
     assert main(["eval", "--run", str(run), "--seeds", "0"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_paired_metrics_are_estimated_over_seeds(tmp_path) -> None:
+    """A conditional path (digits inpainting) reports mse/psnr against its exact paired targets over the seeds."""
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "digits_inpainting.yaml"
+    overrides = ["train.steps=2", "train.batch_size=16", "train.sample_every=0", "train.eval_every=0",
+                 "train.device=cpu", "logging.progress=false", "logging.stdout=false",
+                 "model.block_out_channels=[8, 16]", "sample.steps=2"]
+    train(cfg, out=tmp_path / "run", overrides=overrides)
+    res = evaluate(tmp_path / "run", n=16, metrics=["mse", "psnr"], seeds=2)
+    assert set(res.paired) == {"mse", "psnr"} and res.paired["mse"].n == 2
+    assert res.metrics["mse"] == pytest.approx(res.paired["mse"].mean)
+    assert res.paired["mse"].low <= res.paired["mse"].mean <= res.paired["mse"].high
+    assert "vs the paired targets" in res.table()
+    saved = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert saved["paired"]["psnr"]["n"] == 2
