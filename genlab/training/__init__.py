@@ -31,6 +31,7 @@ from genlab.training.config import (
     check_components,
     load_config,
 )
+from genlab.training.dsbm import DSBM, DSBMObjective
 from genlab.training.ema import EMA, ema_decay_at
 from genlab.training.engines import DDPEngine, Engine, LocalEngine, get_engine, resolve_device
 from genlab.training.evaluation import distances, sample_metrics, validation_loss
@@ -68,6 +69,7 @@ from genlab.training.trainer import (
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DSBM",
     "EMA",
     "EVAL_METRICS",
     "OBJECTIVES",
@@ -77,6 +79,7 @@ __all__ = [
     "Components",
     "CouplingConfig",
     "DDPEngine",
+    "DSBMObjective",
     "DataConfig",
     "EDMPrecond",
     "EDMPreconditioner",
