@@ -230,6 +230,25 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         )
     if not Path(args.run).is_dir():
         raise FileNotFoundError(f"--run {args.run}: run folder does not exist")
+    if (args.source is None) != (args.target is None):
+        raise ValueError("--from and --to go together (transport between two marginals of a multimarginal run)")
+    if args.source is None:
+        from genlab.training.multimarginal import default_vertices
+
+        args.source, args.target = default_vertices(args.run) or (None, None)
+    if args.source is not None:
+        from genlab.training.multimarginal import sample_transport
+
+        res = sample_transport(
+            args.run, source=args.source, target=args.target, path=args.path, sampler=args.sampler,
+            steps=args.steps, n=args.n, seed=args.seed, out=args.out, ema=not args.raw, device=args.device,
+            overwrite=args.overwrite, **options,
+        )
+        s = res.samples
+        _print_json({"from": args.source, "to": args.target, "path": args.path, "sampler": s.sampler,
+                     "steps": s.steps, "nfe": s.nfe, "n": int(s.x.shape[0]), "step": res.step,
+                     "seconds": round(s.seconds, 3), "files": [str(f) for f in res.files]})
+        return 0
     from genlab.training import sample_run
 
     res = sample_run(
@@ -285,6 +304,11 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--trajectories", action="store_true", help="draw trajectories (2-D data)")
     p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
+    p.add_argument("--from", dest="source", type=int, default=None,
+                   help="multimarginal runs: start vertex (0 = Gaussian, k = data.marginals[k-1]); needs --to")
+    p.add_argument("--to", dest="target", type=int, default=None, help="multimarginal runs: end vertex")
+    p.add_argument("--path", default="edge", choices=("edge", "gamma"),
+                   help="multimarginal runs: simplex path (gamma: through the Gaussian vertex, for SDE samplers)")
     p.set_defaults(func=_cmd_sample)
 
 

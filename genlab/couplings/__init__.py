@@ -31,6 +31,7 @@ from genlab.couplings.minibatch_ot import (
     squared_cost,
 )
 from genlab.couplings.model import ModelCoupling, Simulate
+from genlab.couplings.multimarginal import MultimarginalCoupling, stack_marginals
 from genlab.couplings.paired import Paired
 from genlab.couplings.plan import ConditionalPlanCoupling
 
@@ -46,6 +47,7 @@ __all__ = [
     "MaskedCoupling",
     "MinibatchOT",
     "ModelCoupling",
+    "MultimarginalCoupling",
     "Paired",
     "Simulate",
     "SuperResolution",
@@ -56,6 +58,7 @@ __all__ = [
     "sample_pairs",
     "sinkhorn_plan",
     "squared_cost",
+    "stack_marginals",
     "tile_mask",
     "unpack_target",
 ]
@@ -92,6 +95,7 @@ COUPLINGS: dict[str, Callable[..., Coupling]] = {
     "super_resolution": SuperResolution,
     "minibatch_ot": _minibatch_ot,
     "minibatch_sb": _minibatch_sb,
+    "multimarginal": MultimarginalCoupling,
 }
 """Name → constructor. ``"inpainting"`` aliases ``"masked"``; ``"minibatch_sb"`` is
 :meth:`MinibatchOT.schrodinger_bridge` (needs ``sigma``); ``"minibatch_ot"`` and ``"minibatch_sb"`` accept

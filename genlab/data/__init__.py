@@ -29,6 +29,7 @@ from genlab.data.images import (
     load_digits,
     photo_patches,
 )
+from genlab.data.multimarginal import MultimarginalDataset, marginal_names
 from genlab.data.toys import TOY_NAMES, checkerboard, eight_gaussians, moons, pinwheel, swiss_roll, toy
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "LabeledImages",
     "LowResDigits",
     "MaskedDigits",
+    "MultimarginalDataset",
     "PatchDataset",
     "PhotoPatches",
     "Split",
@@ -54,6 +56,7 @@ __all__ = [
     "get_dataset",
     "get_split",
     "load_digits",
+    "marginal_names",
     "moons",
     "photo_patches",
     "pinwheel",

@@ -373,6 +373,15 @@ class EdgeDigits(ArrayDataset):
         super().__init__(sobel_edges(d.images), d.images, item_names=("x0", "x1"), extras={"label": d.labels})
 
 
+def _multimarginal(
+    *, marginals: Sequence[str], n: int = 10_000, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> ArrayDataset:
+    """:class:`genlab.data.multimarginal.MultimarginalDataset` (imported lazily: that module imports this one)."""
+    from genlab.data.multimarginal import MultimarginalDataset
+
+    return MultimarginalDataset(marginals=marginals, n=n, seed=seed, dtype=dtype)
+
+
 _REGISTRY: dict[str, Callable[..., ArrayDataset]] = {
     **{name: functools.partial(ToyDataset, name) for name in TOY_NAMES},
     "toy": ToyDataset,
@@ -382,6 +391,7 @@ _REGISTRY: dict[str, Callable[..., ArrayDataset]] = {
     "masked_digits": MaskedDigits,
     "lowres_digits": LowResDigits,
     "edges_digits": EdgeDigits,
+    "multimarginal": _multimarginal,
 }
 
 #: Names accepted by :func:`get_dataset` and :func:`get_split`.

@@ -5,6 +5,7 @@ multimarginal model (``PathConditionedNet``) and its field (``MultimarginalField
 """
 
 from genlab.interpolants.discrete import DiscreteVPSchedule
+from genlab.interpolants.fourier_path import FourierPath
 from genlab.interpolants.gammas import (
     GAMMAS,
     BrownianGamma,
@@ -30,6 +31,7 @@ from genlab.interpolants.presets import (
     AlphaBlending,
     BrownianBridge,
     DiffusionBridge,
+    MultimarginalEdge,
     RectifiedFlow,
     StochasticInterpolant,
     VEDiffusion,
@@ -76,6 +78,7 @@ __all__ = [
     "DiscreteVPSchedule",
     "EdgePath",
     "EncoderDecoderSchedule",
+    "FourierPath",
     "Gamma",
     "GammaPath",
     "GammaValues",
@@ -83,6 +86,7 @@ __all__ = [
     "LinearSchedule",
     "LinearVPSchedule",
     "Multimarginal",
+    "MultimarginalEdge",
     "MultimarginalSample",
     "PathSample",
     "PolylinePath",

@@ -19,6 +19,7 @@ __all__ = [
     "AlphaBlending",
     "BrownianBridge",
     "DiffusionBridge",
+    "MultimarginalEdge",
     "RectifiedFlow",
     "StochasticInterpolant",
     "VEDiffusion",
@@ -154,6 +155,29 @@ def BrownianBridge(sigma: float = 1.0, *, conditional_source: bool = False) -> I
                        conditional_source=conditional_source, name=f"BrownianBridge({sigma})")
 
 
+def MultimarginalEdge(K: int, *, edge_prob: float = 0.0, start: int = 0, end: int = 1) -> Interpolant:
+    """A multimarginal model on Δ^K (Albergo, Boffi, Lindsey & Vanden-Eijnden, ICLR'24) seen along the edge
+    e_start → e_end: ``Multimarginal(K, edge_prob=...).restrict(EdgePath(start, end, K))``.
+
+    This is what a run's config names (``interpolant: {name: multimarginal, K: 3, edge_prob: 0.5}``): the
+    multimarginal objective trains on the whole simplex (``.mm``), and the edge is the default path for sampling
+    (Gaussian → marginal 1); any other path is one ``MultimarginalField.on_path`` away.
+
+    Args:
+        K: Number of data marginals.
+        edge_prob: Probability of an edge draw when sampling the simplex for training.
+        start: Start vertex of the default path.
+        end: End vertex of the default path.
+
+    Returns:
+        The :class:`~genlab.interpolants.RestrictedMultimarginal`.
+    """
+    from genlab.interpolants.multimarginal import Multimarginal
+    from genlab.interpolants.simplex import EdgePath
+
+    return Multimarginal(K, edge_prob=edge_prob).restrict(EdgePath(start, end, K))
+
+
 INTERPOLANTS = {
     "stochastic": StochasticInterpolant,
     "rectified_flow": RectifiedFlow,
@@ -162,6 +186,7 @@ INTERPOLANTS = {
     "ve": VEDiffusion,
     "diffusion_bridge": DiffusionBridge,
     "brownian_bridge": BrownianBridge,
+    "multimarginal": MultimarginalEdge,
 }
 
 

@@ -8,6 +8,7 @@ from genlab.models.mlp import TimeMLP
 from genlab.models.multimarginal_field import MultimarginalField, PathConditionedNet
 from genlab.models.precond import EDMPrecond, EDMPreconditioner, MaskedOutput, edm_coeffs, edm_loss_weight
 from genlab.models.registry import available_networks, build_network, network_config, register_network
+from genlab.models.simplex_nets import SimplexMLP, SimplexUNet
 from genlab.models.unet import UNet
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "MultimarginalField",
     "PathConditionedNet",
     "Precond",
+    "SimplexMLP",
+    "SimplexUNet",
     "TimeMLP",
     "UNet",
     "available_networks",

@@ -16,6 +16,7 @@ from torch import nn
 
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
 from genlab.models.mlp import TimeMLP
+from genlab.models.simplex_nets import SimplexMLP, SimplexUNet
 from genlab.models.unet import UNet
 
 __all__ = ["available_networks", "build_network", "network_config", "register_network"]
@@ -136,3 +137,5 @@ register_network("mlp", TimeMLP, aliases=("time_mlp",))
 register_network("unet", UNet, aliases=("unet2d",))
 register_network("autoencoder", AutoEncoder)
 register_network("linear_autoencoder", LinearAutoEncoder)
+register_network("simplex_mlp", SimplexMLP)
+register_network("simplex_unet", SimplexUNet)

@@ -35,6 +35,14 @@ from genlab.training.dsbm import DSBM, DSBMObjective
 from genlab.training.ema import EMA, ema_decay_at
 from genlab.training.engines import DDPEngine, Engine, LocalEngine, get_engine, resolve_device
 from genlab.training.evaluation import distances, sample_metrics, validation_loss
+from genlab.training.multimarginal import (
+    MultimarginalObjective,
+    PathOptimization,
+    correspondence,
+    optimize_path,
+    path_cost,
+    transport,
+)
 from genlab.training.objective import (
     OBJECTIVES,
     InterpolantObjective,
@@ -96,10 +104,12 @@ __all__ = [
     "MaskedOutput",
     "ModelConfig",
     "MultiTracker",
+    "MultimarginalObjective",
     "NullTracker",
     "Objective",
     "ObjectiveBase",
     "ObjectiveConfig",
+    "PathOptimization",
     "ReflowObjective",
     "Run",
     "RunConfig",
@@ -121,6 +131,7 @@ __all__ = [
     "capture_rng_state",
     "check_components",
     "checkpoint_key",
+    "correspondence",
     "distances",
     "draw_samples",
     "edm_loss_weight",
@@ -133,6 +144,8 @@ __all__ = [
     "lr_factor",
     "make_field",
     "make_tracker",
+    "optimize_path",
+    "path_cost",
     "reference_data",
     "register_objective",
     "resolve_device",
@@ -143,5 +156,6 @@ __all__ = [
     "save_checkpoint",
     "save_picture",
     "train",
+    "transport",
     "validation_loss",
 ]

@@ -16,6 +16,7 @@ RUN_CONFIGS = (
     "checkerboard_rectified_flow",
     "digits_class_cond",
     "digits_iadb",
+    "digits_multimarginal",
     "digits_inpainting",
     "digits_ot_fm",
     "digits_rectified_flow",
@@ -30,6 +31,7 @@ RUN_CONFIGS = (
     "moons_tiny",
     "pinwheel_iadb",
     "swiss_roll_ve",
+    "toys_multimarginal",
 )
 CONFIGS = [Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml" for name in RUN_CONFIGS]
 
