@@ -382,6 +382,34 @@ def _multimarginal(
     return MultimarginalDataset(marginals=marginals, n=n, seed=seed, dtype=dtype)
 
 
+def _mnist5k(**kw: Any) -> ArrayDataset:
+    """:class:`genlab.data.mnist.MNIST5kDataset` (lazy import: that module imports this one)."""
+    from genlab.data.mnist import MNIST5kDataset
+
+    return MNIST5kDataset(**kw)
+
+
+def _mnist5k_pairs(corruption: str, **kw: Any) -> ArrayDataset:
+    """:class:`genlab.data.mnist.MNIST5kPairs` with the given corruption (lazy import)."""
+    from genlab.data.mnist import MNIST5kPairs
+
+    return MNIST5kPairs(corruption=corruption, **kw)  # type: ignore[arg-type]
+
+
+def _image_folder(**kw: Any) -> ArrayDataset:
+    """:class:`genlab.data.folders.ImageFolder` (lazy import: that module imports this one)."""
+    from genlab.data.folders import ImageFolder
+
+    return ImageFolder(**kw)
+
+
+def _paired_image_folder(**kw: Any) -> ArrayDataset:
+    """:class:`genlab.data.folders.PairedImageFolder` (lazy import)."""
+    from genlab.data.folders import PairedImageFolder
+
+    return PairedImageFolder(**kw)
+
+
 _REGISTRY: dict[str, Callable[..., ArrayDataset]] = {
     **{name: functools.partial(ToyDataset, name) for name in TOY_NAMES},
     "toy": ToyDataset,
@@ -391,6 +419,12 @@ _REGISTRY: dict[str, Callable[..., ArrayDataset]] = {
     "masked_digits": MaskedDigits,
     "lowres_digits": LowResDigits,
     "edges_digits": EdgeDigits,
+    "mnist5k": _mnist5k,
+    "masked_mnist5k": functools.partial(_mnist5k_pairs, "masked"),
+    "lowres_mnist5k": functools.partial(_mnist5k_pairs, "lowres"),
+    "edges_mnist5k": functools.partial(_mnist5k_pairs, "edges"),
+    "image_folder": _image_folder,
+    "paired_image_folder": _paired_image_folder,
     "multimarginal": _multimarginal,
 }
 
