@@ -489,6 +489,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from genlab.training.export import add_export_parser
+
+    add_export_parser(sub)
+
+
 #: Parser builders, one per sub-command, in help order. ``genlab bench`` plugs in here as ``_add_bench``.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
@@ -498,6 +504,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_config,
     _add_list,
     _add_bench,
+    _add_export,
 ]
 
 

@@ -6,7 +6,8 @@ network and a wrapped diffusers UNet are interchangeable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from torch import Tensor, nn
@@ -113,6 +114,29 @@ class Field(nn.Module):
             raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x_t.shape)} "
                              f"(a {self.kind!r} field must return {tuple(expected)})")
         return out
+
+    def save_pretrained(
+        self,
+        path: str | Path,
+        *,
+        interpolant_spec: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write this field as a genlab pretrained folder (config JSON + safetensors weights).
+
+        See :func:`genlab.models.pretrained.save_field`; ``interpolant_spec`` is the ``{"name": ..., **kwargs}``
+        the path was built from (a run's ``config.interpolant``), checked against this field's coefficients.
+        """
+        from genlab.models.pretrained import save_field
+
+        return save_field(self, path, interpolant_spec=interpolant_spec, metadata=metadata)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: Any = None) -> Field:
+        """Read a folder written by :meth:`save_pretrained` (see :func:`genlab.models.pretrained.load_field`)."""
+        from genlab.models.pretrained import load_field
+
+        return load_field(path, device=device)
 
     def known_source(self, cond: Any | None) -> Tensor | None:
         """The known x0 of a bridge path from the conditioning (a tensor, or a dict with key ``"x0"``)."""
