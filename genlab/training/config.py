@@ -207,6 +207,11 @@ class TrainConfig:
         t_eps: Distance kept from the ends ``t = 0`` and ``t = 1``.
         t_mean: Mean of the logit-normal time law.
         t_std: Std of the logit-normal time law.
+        accumulate: Gradient accumulation: each step's batch (``batch_size``) is split into ``accumulate``
+            micro-batches whose losses are back-propagated one after the other (weighted by their share of the
+            batch) before one optimiser step, so memory goes down and the update is that of the whole batch.
+        compile: Wrap every trained module in ``torch.compile`` (opt-in; needs a working compiler toolchain for
+            the inductor backend; the checkpoints hold the uncompiled modules' weights).
     """
 
     steps: int = 1000
@@ -235,10 +240,12 @@ class TrainConfig:
     t_eps: float = 1e-3
     t_mean: float = 0.0
     t_std: float = 1.0
+    accumulate: int = 1
+    compile: bool = False
 
     def validate(self, path: str) -> None:
         """Range checks."""
-        for key in ("steps", "batch_size", "log_every", "keep_last"):
+        for key in ("steps", "batch_size", "log_every", "keep_last", "accumulate"):
             _positive(_join(path, key), getattr(self, key))
         for key in ("warmup", "ckpt_every", "sample_every", "eval_every", "weight_decay"):
             _positive(_join(path, key), getattr(self, key), allow_zero=True)
@@ -247,6 +254,11 @@ class TrainConfig:
         _positive(_join(path, "ema_power"), self.ema_power)
         if self.grad_clip is not None:
             _positive(_join(path, "grad_clip"), self.grad_clip)
+        if self.accumulate > self.batch_size:
+            raise ConfigError(
+                f"{_join(path, 'accumulate')}: {self.accumulate} micro-batches do not fit in batch_size="
+                f"{self.batch_size}; use accumulate <= batch_size"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"{_join(path, 'ema_decay')}: must lie in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -20,6 +20,7 @@ state, so a resumed run continues bit for bit (on CPU). Sampling and evaluation 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from genlab.config import ConfigError
+from genlab.training.accumulate import no_sync, split_batch
 from genlab.training.batches import StepBatches
 from genlab.training.checkpoint import (
     CheckpointManager,
@@ -290,6 +292,8 @@ class Trainer:
             self.nets[name] = module.to(self.device)
         self.primary = next(iter(self.nets))
         self.prepared = {name: self.engine.prepare(m) for name, m in self.nets.items()}
+        if tcfg.compile:  # opt-in; the raw modules (self.nets) stay what checkpoints and EMAs hold
+            self.prepared = {name: torch.compile(m) for name, m in self.prepared.items()}
         self.emas = {
             name: EMA(m, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup, power=tcfg.ema_power)
             for name, m in self.nets.items()
@@ -505,7 +509,19 @@ class Trainer:
         """
         for module in self.prepared.values():
             module.train()
+        parts = split_batch(batch, self.config.train.accumulate)
+        scaler = getattr(self.engine, "scaler", None)
+        total = 0.0
+        for micro, weight in parts[:-1]:  # gradient accumulation: every micro-batch but the last
+            with no_sync(self.prepared.values()):
+                part = self.objective.loss(micro, step=self.step, generator=self.generator)
+                scaled = part.loss * weight
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total += float(scaled.detach())
+        batch, weight = parts[-1]
         out = self.objective.loss(batch, step=self.step, generator=self.generator)
+        if len(parts) > 1:
+            out = dataclasses.replace(out, loss=out.loss * weight)
         trained = list(self.nets) if out.trained is None else list(out.trained)
         unknown = sorted(set(trained) - set(self.nets))
         if unknown or not trained:
@@ -526,7 +542,7 @@ class Trainer:
             if name not in trained:
                 opt.zero_grad(set_to_none=True)
         self._step_logs = dict(out.logs)
-        return float(out.loss.detach()), grad_norm
+        return total + float(out.loss.detach()), grad_norm
 
     def _fork_rng(self) -> AbstractContextManager[None]:
         """Fork the global CPU (and this run's CUDA) random state, so evaluation leaves training's untouched."""
