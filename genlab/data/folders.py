@@ -31,7 +31,7 @@ __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "PairedImageFolder", "list_images"
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def _pil():  # noqa: ANN202 - the PIL.Image module
+def _pil():  # the PIL.Image module
     try:
         from PIL import Image
     except ImportError as err:  # pragma: no cover - Pillow comes with scikit-image / matplotlib

@@ -32,7 +32,8 @@ divides by zero; as diffusers' own ``squaredcos_cap_v2`` does (Nichol & Dhariwal
 ``"x1"`` as ``"sample"``. A velocity field is refused: on a VP path ``b = φ̇(t)·v`` with a time-dependent factor
 that no weight change of the U-Net reproduces; use :meth:`Field.save_pretrained` for genlab-native export.
 
-Exportable (otherwise a ValueError names what is missing): a genlab ``UNet`` without condition channels, whose
+Exportable (otherwise a ValueError, or a TypeError for a network that is not a genlab UNet, names what is
+missing): a genlab ``UNet`` without condition channels, whose
 size needs no padding, an integer ``time_scale ≥ 2``, no preconditioning, on a Gaussian-source path with
 ``γ ≡ 0`` and ``α² + β² = 1`` (VP: ``vp``, ``stochastic`` with ``path: trig``, ...).
 """
@@ -117,7 +118,7 @@ def _check_field(field: Field) -> UNet:
         raise TypeError(f"export_diffusers: field must be a genlab Field; got {type(field).__name__}")
     net = field.net
     if not isinstance(net, UNet):
-        raise ValueError(
+        raise TypeError(
             f"diffusers export needs a genlab UNet network (model.name: unet); this field's network is "
             f"{type(net).__name__}; use Field.save_pretrained for genlab-native export"
         )
@@ -171,7 +172,7 @@ def export_diffusers(
     import diffusers
 
     net = _check_field(field)
-    T = int(round(net.time_scale))
+    T = round(net.time_scale)
     abar = vp_alphas_cumprod(field, T)
     t_n = 1.0 - (torch.arange(T, dtype=torch.float64) + 1.0) / T
     uncapped = field.interpolant.schedule.coeffs(t_n).beta ** 2

@@ -80,7 +80,7 @@ def test_export_refuses_what_diffusers_cannot_express(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="variance-preserving"):
         export_diffusers(_unet_field("x1", "rectified_flow", source="gaussian"), tmp_path / "b")
     mlp = Field(TimeMLP(dim=2), build_interpolant("vp"), "noise")
-    with pytest.raises(ValueError, match="UNet"):
+    with pytest.raises(TypeError, match="UNet"):
         export_diffusers(mlp, tmp_path / "c")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("")

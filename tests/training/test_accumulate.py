@@ -27,10 +27,10 @@ class _Regression:
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"net": self.net}
 
-    def bind(self, *, train, ema, autocast) -> None:  # noqa: ANN001
+    def bind(self, *, train, ema, autocast) -> None:
         self.train_net = train["net"]
 
-    def loss(self, batch, *, step, generator) -> LossOutput:  # noqa: ANN001
+    def loss(self, batch, *, step, generator) -> LossOutput:
         x = batch
         t = torch.sigmoid(x[:, 0])
         err = self.train_net(x, t) - torch.stack([x[:, 1] ** 2, torch.sin(3 * x[:, 0])], 1)
@@ -42,7 +42,7 @@ class _Regression:
     def state_dict(self) -> dict:
         return {}
 
-    def load_state_dict(self, state) -> None:  # noqa: ANN001
+    def load_state_dict(self, state) -> None:
         pass
 
 
