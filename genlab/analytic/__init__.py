@@ -11,6 +11,7 @@ from genlab.analytic.fields import (
     posterior_means,
 )
 from genlab.analytic.gmm import GaussianMixture
+from genlab.analytic.multimarginal import GaussianMarginals, edge_reparam_optimum
 from genlab.analytic.posterior import gmm_posterior
 
 __all__ = [
@@ -19,8 +20,10 @@ __all__ = [
     "ExactPosterior",
     "GMMDenoiser",
     "GaussianEOTPlan",
+    "GaussianMarginals",
     "GaussianMixture",
     "PosteriorMeans",
+    "edge_reparam_optimum",
     "eot_benchmark",
     "exact_field",
     "gaussian_eot_plan",

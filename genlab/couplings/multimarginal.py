@@ -19,7 +19,8 @@ __all__ = ["MultimarginalCoupling", "stack_marginals"]
 class MultimarginalCoupling(Coupling):
     """Independent coupling of K data marginals and the Gaussian.
 
-    A batch is ``(B, K, *shape)`` (a :class:`~genlab.data.MultimarginalDataset` batch). :meth:`sample` returns a
+    A batch is ``(B, K, *shape)``, or a tuple whose first item is (a :class:`~genlab.data.MultimarginalDataset` batch
+``(xs, x1)``). :meth:`sample` returns a
     :class:`CouplingSample` with ``x0`` the Gaussian ``(B, *shape)`` (per-sample noise) and ``x1`` the data
     ``(B, K, *shape)`` in which every marginal's column is permuted independently within the batch (``shuffle``),
     so the rows of different marginals are independent draws; :func:`stack_marginals` gives the

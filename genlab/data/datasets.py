@@ -374,12 +374,12 @@ class EdgeDigits(ArrayDataset):
 
 
 def _multimarginal(
-    *, marginals: Sequence[str], n: int = 10_000, seed: int = 0, dtype: torch.dtype = torch.float32
+    *, marginals: Sequence[str], n: int = 10_000, seed: int = 0, target: int = 1, dtype: torch.dtype = torch.float32
 ) -> ArrayDataset:
     """:class:`genlab.data.multimarginal.MultimarginalDataset` (imported lazily: that module imports this one)."""
     from genlab.data.multimarginal import MultimarginalDataset
 
-    return MultimarginalDataset(marginals=marginals, n=n, seed=seed, dtype=dtype)
+    return MultimarginalDataset(marginals=marginals, n=n, seed=seed, target=target, dtype=dtype)
 
 
 def _mnist5k(**kw: Any) -> ArrayDataset:

@@ -1,7 +1,9 @@
 """K data sets side by side, for multimarginal training (Albergo, Boffi, Lindsey & Vanden-Eijnden, ICLR'24).
 
-Item ``i`` of :class:`MultimarginalDataset` is a tensor ``(K, *shape)`` whose row ``k`` is the ``i``-th sample of
-marginal ``k + 1`` (genlab's vertex 0 is the Gaussian, drawn by the coupling). Rows of different marginals are
+Item ``i`` of :class:`MultimarginalDataset` is ``(xs, x1)``: ``xs`` of shape ``(K, *shape)`` whose row ``k`` is the
+``i``-th sample of marginal ``k + 1`` (genlab's vertex 0 is the Gaussian, drawn by the coupling), and ``x1 =
+xs[target − 1]``, the marginal that a run's default path (Gaussian → ``target``) generates, so sample pictures and
+``genlab eval`` compare generated samples with that marginal's held-out data. Rows of different marginals are
 not paired by meaning: each marginal is shuffled with its own seed, and
 :class:`~genlab.couplings.MultimarginalCoupling` re-permutes every marginal independently inside each batch, so
 the training draws are independent across marginals (the paper's independent coupling).
@@ -26,7 +28,7 @@ def marginal_names() -> tuple[str, ...]:
 
 
 class MultimarginalDataset(ArrayDataset):
-    """K marginals stacked per item: ``dataset[i]`` has shape ``(K, *shape)`` (module docstring).
+    """K marginals stacked per item: ``dataset[i] = (xs, x1)``, ``xs`` of shape ``(K, *shape)`` (module docstring).
 
     Marginals are all 2-D toys (``"moons"``, ``"8gaussians"``, ``"checkerboard"``, ...; ``n`` points each, toy
     ``k`` drawn with seed ``seed + k``) or all digit classes (``"digits:3"``: the 8×8 images of class 3 in
@@ -37,10 +39,11 @@ class MultimarginalDataset(ArrayDataset):
         marginals: Names of the K ≥ 1 data marginals, in vertex order 1..K.
         n: Points per toy marginal (ignored for digits).
         seed: Seed of the toy draws and of the per-marginal shuffles.
+        target: Vertex (1..K) repeated as the ``x1`` item: the end of the run's default path.
         dtype: Floating dtype.
 
     Raises:
-        ValueError: An empty list, an unknown name, or toys mixed with digits.
+        ValueError: An empty list, an unknown name, toys mixed with digits, or a bad ``target``.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class MultimarginalDataset(ArrayDataset):
         marginals: Sequence[str],
         n: int = 10_000,
         seed: int = 0,
+        target: int = 1,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if isinstance(marginals, str) or not isinstance(marginals, Sequence) or len(marginals) == 0:
@@ -74,7 +78,10 @@ class MultimarginalDataset(ArrayDataset):
                 for k, m in enumerate(names)
             ]
             parts = [p[torch.randperm(p.shape[0], generator=gen)] for p in parts]
-        super().__init__(torch.stack(parts, dim=1), item_names=("xs",))
+        if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= len(names):
+            raise ValueError(f"target must be a data vertex in 1..{len(names)} (the default path's end); got {target!r}")
+        xs = torch.stack(parts, dim=1)
+        super().__init__(xs, xs[:, target - 1].clone(), item_names=("xs", "x1"))
         self.marginals: tuple[str, ...] = tuple(names)
 
     @property

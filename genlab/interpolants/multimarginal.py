@@ -52,9 +52,11 @@ third-party implementation's README (ref. §0, §10), not its §2–3. Therefore
   interior; the paper's exact mixture was not verified);
 * the loss is the squared error without the ½ of the two-marginal losses, averaged over data dimensions and summed
   over heads (each head's loss equals the paper's L_k up to the constant E|x_k|²);
-* the path-optimisation parametrisation of the paper (a Fourier-type series for a(t), ref. §4 [mem]) is NOT
-  implemented: its exact form could not be verified. Edges, polylines and the γ-smoothed edge of ref. §4
-  (``GammaPath``) are provided.
+* the path-optimisation parametrisation of the paper (a Fourier-type series for a(t), ref. §4 [mem]) could not be
+  verified; :class:`~genlab.interpolants.FourierPath` (:mod:`genlab.interpolants.fourier_path`) is genlab's
+  reconstruction (boundary-fixed sine series, normalised squares onto the simplex), optimised with frozen g_k by
+  :func:`genlab.training.optimize_path`. Edges, polylines and the γ-smoothed edge of ref. §4 (``GammaPath``) are
+  provided too.
 """
 
 from __future__ import annotations

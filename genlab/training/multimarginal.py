@@ -96,6 +96,12 @@ class MultimarginalObjective(ObjectiveBase):
                 f"interpolant.K={K} but the data holds {n_data} marginal(s) per item (data.marginals lists the data "
                 f"sets, shape {shape}); make interpolant.K equal the length of data.marginals"
             )
+        target = int(config.data.kwargs.get("target", 1)) if config.data.name == "multimarginal" else interp.j
+        if target != interp.j:
+            raise ValueError(
+                f"data.target={target} but the default path ends at interpolant.end={interp.j}; set both to the same "
+                "vertex (the data's x1 item is what samples of the default path are compared with)"
+            )
         net_K = getattr(components.net, "K", None)
         if net_K != K:
             raise ValueError(

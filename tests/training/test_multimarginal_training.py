@@ -133,6 +133,7 @@ def test_dataset_and_coupling_keep_each_marginal_and_draw_independently() -> Non
     for k in range(3):  # each column is a permutation of the same marginal's rows
         assert torch.equal(xs[:, k + 1].sort(0).values, batch[:, k].sort(0).values)
     assert not torch.equal(xs[:, 1:], batch)  # the rows were re-paired
+    assert torch.equal(ds[3][1], ds[3][0][0])  # the x1 item is the default path's end marginal (vertex 1)
     with pytest.raises(ValueError, match="all toys or all digit classes"):
         MultimarginalDataset(marginals=["moons", "digits:3"])
     with pytest.raises(ValueError, match="unknown name"):
@@ -167,6 +168,8 @@ def test_inconsistent_K_fails_clearly(tmp_path) -> None:
         train(_cfg(model__K=3), out=tmp_path / "b")
     with pytest.raises(TypeError, match="coupling: \\{name: multimarginal\\}"):
         train(_cfg(coupling__name="independent"), out=tmp_path / "c")
+    with pytest.raises(ValueError, match=r"data.target=2 but the default path ends at interpolant.end=1"):
+        train(_cfg(data__target=2), out=tmp_path / "d")
 
 
 def test_training_resumes_bit_exactly_and_transports_every_pair(tmp_path) -> None:
@@ -188,6 +191,11 @@ def test_training_resumes_bit_exactly_and_transports_every_pair(tmp_path) -> Non
     assert grid.shape == (3, 3, 2) and torch.equal(grid[:, 1], torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"vertex in 0..2"):
         sample_transport(run, source=1, target=5)
+    # plain sampling of the run: the default path Gaussian -> vertex 1, pictured next to marginal 1's held-out data
+    from genlab.training import sample_run
+
+    res = sample_run(run, n=8, steps=2, out=tmp_path / "s.png")
+    assert res.samples.x.shape == (8, 2) and (tmp_path / "s.png").is_file()
 
 
 def test_digits_config_builds_a_unet_with_K_plus_one_heads() -> None:
