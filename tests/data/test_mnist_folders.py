@@ -147,3 +147,19 @@ def test_paired_image_folder(tmp_path: Path) -> None:
     _write(tmp_path / "clean" / "extra.png", np.zeros((8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match="no partner.*extra"):
         PairedImageFolder(tmp_path / "edges", tmp_path / "clean", channels=1)
+
+
+def test_image_folder_template_trains_on_a_folder(tmp_path: Path) -> None:
+    from genlab.training import load_run, train
+
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        _write(tmp_path / "pics" / f"{i}.jpg", rng.integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    root = Path(__file__).resolve().parents[2]
+    res = train(root / "configs" / "image_folder_template.yaml", out=tmp_path / "run", overrides=[
+        f"data.root={tmp_path / 'pics'}", "data.size=8", "data.test_fraction=0.25", "model.block_out_channels=[16, 32]",
+        "model.layers_per_block=1", "train.steps=2", "train.batch_size=4", "train.sample_every=0",
+        "logging.progress=false", "logging.stdout=false", "train.device=cpu"])
+    assert res.step == 2
+    run = load_run(tmp_path / "run")
+    assert len(run.components.split.train) == 9 and run.components.split.train.tensors[0].shape[1:] == (3, 8, 8)
