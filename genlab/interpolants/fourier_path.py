@@ -75,6 +75,38 @@ class FourierPath(SimplexPath):
         self.coeffs.requires_grad_(True)
         return [self.coeffs]
 
+    @classmethod
+    def fit(cls, path: SimplexPath, *, modes: int = 4, steps: int = 400, nodes: int = 201, lr: float = 0.05) -> FourierPath:
+        """The FourierPath with the same ends closest to ``path`` in mean squared a(t) (Adam on a uniform grid).
+
+        Used to start path optimisation at (a smooth approximation of) the linear edge: the zero-coefficient path
+        is a slower reparametrisation of the edge with a much higher transport cost.
+
+        Args:
+            path: Target path from vertex i to vertex j.
+            modes: Sine modes per vertex.
+            steps: Adam steps.
+            nodes: Grid points in [0, 1].
+            lr: Adam learning rate.
+
+        Returns:
+            The fitted path (detached coefficients).
+        """
+        i, j = path.start, path.end
+        if i is None or j is None:
+            raise ValueError(f"{path!r} must start and end at vertices to be fitted by a FourierPath")
+        out = cls(i, j, path.K, modes=modes)
+        t = torch.linspace(0, 1, nodes, dtype=torch.float64)
+        target, _ = path(t)
+        opt = torch.optim.Adam(out.parameters(), lr=lr)
+        for _ in range(steps):
+            a, _ = out(t)
+            loss = ((a - target.detach()) ** 2).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return out.detached()
+
     def detached(self) -> FourierPath:
         """A copy holding detached, gradient-free coefficients (for sampling after optimisation)."""
         return FourierPath(self.i, self.j, self.K, coeffs=self.coeffs.detach().clone())

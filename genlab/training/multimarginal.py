@@ -325,7 +325,7 @@ def optimize_path(
     n: int = 1024,
     times: int = 32,
     eval_n: int = 8192,
-    init: FourierPath | None = None,
+    init: FourierPath | str = "edge",
     seed: int = 0,
 ) -> PathOptimization:
     """Minimise the transport cost of a :class:`FourierPath` e_i → e_j for a frozen simplex network (Adam with a
@@ -348,13 +348,21 @@ def optimize_path(
         n: Tuples per step.
         times: Time nodes per step.
         eval_n: Tuples of the before/after evaluation.
-        init: Starting path (default: zero coefficients, the reparametrised edge).
+        init: Starting path: ``"edge"`` (the FourierPath fitted to the linear edge e_i → e_j, whose cost is close to
+            the edge's), ``"zero"`` (zero coefficients: a slower reparametrisation of the edge) or a FourierPath.
         seed: Seed of every draw.
 
     Returns:
         :class:`PathOptimization`.
     """
-    path = (init.detached() if init is not None else FourierPath(i, j, K, modes=modes))
+    if init == "edge":
+        path = FourierPath.fit(EdgePath(i, j, K), modes=modes)
+    elif init == "zero":
+        path = FourierPath(i, j, K, modes=modes)
+    elif isinstance(init, FourierPath):
+        path = init.detached()
+    else:
+        raise ValueError(f"init must be 'edge', 'zero' or a FourierPath; got {init!r}")
     if (path.i, path.j, path.K) != (i, j, K):
         raise ValueError(f"init goes {path.i} -> {path.j} on Δ^{path.K}; expected {i} -> {j} on Δ^{K}")
     if steps < 0 or n < times:
