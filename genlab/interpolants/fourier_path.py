@@ -99,12 +99,13 @@ class FourierPath(SimplexPath):
         t = torch.linspace(0, 1, nodes, dtype=torch.float64)
         target, _ = path(t)
         opt = torch.optim.Adam(out.parameters(), lr=lr)
-        for _ in range(steps):
-            a, _ = out(t)
-            loss = ((a - target.detach()) ** 2).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        with torch.enable_grad():  # also when called under torch.no_grad()
+            for _ in range(steps):
+                a, _ = out(t)
+                loss = ((a - target.detach()) ** 2).sum(-1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
         return out.detached()
 
     def detached(self) -> FourierPath:
