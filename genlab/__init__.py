@@ -37,7 +37,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "InverseProblem": ("genlab.inverse", "InverseProblem"),
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = ["__version__", *sorted(_LAZY)]  # noqa: PLE0604 (names of the lazy exports)
 
 
 def __getattr__(name: str) -> Any:

@@ -145,7 +145,7 @@ class Field(nn.Module):
         if isinstance(cond, dict):
             cond = cond.get("x0")
         if not isinstance(cond, Tensor):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - a missing condition is a value problem of the call, not a type error
                 "this field lives on a bridge path (conditional_source=True): pass the known source x0 as cond "
                 "(a tensor, or a dict with key 'x0')"
             )

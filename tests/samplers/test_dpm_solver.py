@@ -11,7 +11,6 @@ import pytest
 import torch
 from semilinear_oracle import assert_order, endpoint_errors, flow_map, gaussian_field, last_slope
 
-import genlab.samplers.multistep as multistep
 from genlab.analytic import ConditionalGMM, GaussianMixture, exact_field
 from genlab.interpolants import (
     DiffusionBridge,
@@ -21,7 +20,7 @@ from genlab.interpolants import (
     VPDiffusion,
 )
 from genlab.interpolants.discrete import DiscreteVPSchedule
-from genlab.samplers import get_sampler, grids
+from genlab.samplers import get_sampler, grids, multistep
 from genlab.samplers.dpm_solver import (
     DPMSolverPP1S,
     DPMSolverPP2M,

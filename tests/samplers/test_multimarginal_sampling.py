@@ -7,11 +7,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interpolants"))
-from test_multimarginal import DT, draw_marginals, exact_g, gaussian_map  # noqa: E402
+from test_multimarginal import DT, draw_marginals, exact_g, gaussian_map
 
-import genlab.samplers as S  # noqa: E402
-from genlab.interpolants.multimarginal import EdgePath, GammaPath, Multimarginal, PolylinePath  # noqa: E402
-from genlab.models import MultimarginalField  # noqa: E402
+import genlab.samplers as S
+from genlab.interpolants.multimarginal import EdgePath, GammaPath, Multimarginal, PolylinePath
+from genlab.models import MultimarginalField
 
 
 @pytest.mark.parametrize("path", [EdgePath(1, 2, 2), GammaPath(1, 2, 2),
