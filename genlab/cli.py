@@ -334,7 +334,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         metrics=metrics,
         device=args.device,
     )
-    if res.reports:  # the human-readable table goes to stderr, so stdout stays one JSON document
+    if res.reports or res.paired:  # the human-readable table goes to stderr, so stdout stays one JSON document
         print(res.table(), file=sys.stderr)
     _print_json(
         {
