@@ -199,7 +199,9 @@ def export_diffusers(
         num_train_timesteps=T,
         trained_betas=betas.tolist(),
         prediction_type=_PREDICTION[field.kind],
-        clip_sample=False,
+        # a Field's x1_range is DDPM's clip_sample (diffusers clips symmetric ranges only)
+        clip_sample=field.x1_range is not None,
+        clip_sample_range=max(abs(v) for v in field.x1_range) if field.x1_range is not None else 1.0,
         variance_type="fixed_small",
         timestep_spacing="leading",
     )

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from torch import Tensor, nn
 
-from genlab.interpolants.interpolant import DRIFT_SIGNS, KINDS, Interpolant
+from genlab.interpolants.interpolant import DRIFT_SIGNS, KINDS, MULTI_HEAD_KINDS, Interpolant
 from genlab.utils import as_time
 
 __all__ = ["Field", "Precond", "call_net"]
@@ -62,6 +62,12 @@ class Field(nn.Module):
             multimarginal path). The interpolant is the one authority on kinds.
         precond: Optional preconditioning wrapper (then ``net`` is the raw network).
         eps: Diffusion coefficient when ``kind`` is an SDE drift (needed to convert it).
+        x1_range: ``(low, high)`` range of the data: the field's implied data prediction x̂1 is clamped to it and
+            the output re-derived from the clamped x̂1, so every sampler and guidance method sees it. This is
+            DDPM's ``clip_sample`` (Ho et al. 2020; diffusers' default for pixel-space ε-models): an ε-network's
+            small bias becomes an x̂1 error of order (α/β)·bias at the noise end, which unclipped solvers amplify
+            into diverging samples. Needs a path on which x̂1 determines the field's kind (no latent noise,
+            ``γ = 0``) or ``kind="x1"``. ``None`` (default): no clamping.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class Field(nn.Module):
         precond: Precond | None = None,
         *,
         eps: float | None = None,
+        x1_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(interpolant, Interpolant):
@@ -85,11 +92,26 @@ class Field(nn.Module):
             raise ValueError(
                 f"a field of kind {kind!r} needs eps (the SDE diffusion coefficient it was trained with)"
             )
+        if x1_range is not None:
+            try:
+                low, high = (float(v) for v in x1_range)
+            except (TypeError, ValueError):
+                raise ValueError(f"x1_range must be a pair (low, high) of floats; got {x1_range!r}") from None
+            if not low < high:
+                raise ValueError(f"x1_range must have low < high; got {x1_range!r}")
+            if kind != "x1" and (interpolant.schedule.has_noise or kind in DRIFT_SIGNS or kind in MULTI_HEAD_KINDS):
+                raise ValueError(
+                    f"x1_range clamps the data prediction, which does not determine a {kind!r} field on "
+                    f"{interpolant!r} (the path has latent noise or the kind is not a one-field prediction); "
+                    "use a field of kind 'x1' or drop x1_range"
+                )
+            x1_range = (low, high)
         self.net = net
         self.interpolant = interpolant
         self.kind = kind
         self.precond = precond
         self.eps = eps
+        self.x1_range = x1_range
 
     def forward(self, x_t: Tensor, t: Tensor | float, cond: Any | None = None) -> Tensor:
         """The raw prediction of this field's own kind.
@@ -113,7 +135,19 @@ class Field(nn.Module):
         if out.shape != expected:
             raise ValueError(f"the network returned shape {tuple(out.shape)} for input {tuple(x_t.shape)} "
                              f"(a {self.kind!r} field must return {tuple(expected)})")
+        if self.x1_range is not None:
+            out = self._clamp_x1(out, x_t, tt, cond)
         return out
+
+    def _clamp_x1(self, out: Tensor, x_t: Tensor, t: Tensor, cond: Any | None) -> Tensor:
+        """Re-derive the output from its data prediction clamped to :attr:`x1_range` (DDPM's ``clip_sample``)."""
+        low, high = self.x1_range  # type: ignore[misc]
+        x0 = self.known_source(cond)
+        if self.kind == "x1":
+            return out.clamp(low, high)
+        x1_hat = self.interpolant.convert(out, self.kind, "x1", x_t, t, x0=x0)
+        clamped = x1_hat.clamp(low, high)
+        return self.interpolant.convert(clamped, "x1", self.kind, x_t, t, x0=x0)
 
     def save_pretrained(
         self,

@@ -138,6 +138,7 @@ def save_field(
         "interpolant": dict(spec),
         "kind": field.kind,
         "eps": field.eps,
+        "x1_range": list(field.x1_range) if field.x1_range is not None else None,
         "precond": _precond_spec(field),
         "dtype": str(params[0].dtype).removeprefix("torch.") if params else "float32",
         "metadata": dict(metadata or {}),
@@ -200,4 +201,6 @@ def load_field(path: str | Path, *, device: torch.device | str | None = None) ->
         if pre.get("name") != "edm":
             raise ValueError(f"{cfg_file}: unknown precond {pre!r} (genlab stores None or edm)")
         precond = EDMPrecond(interpolant, sigma_data=float(pre["sigma_data"]))
-    return Field(net, interpolant, config["kind"], precond=precond, eps=config.get("eps"))
+    x1_range = config.get("x1_range")
+    return Field(net, interpolant, config["kind"], precond=precond, eps=config.get("eps"),
+                 x1_range=tuple(x1_range) if x1_range is not None else None)

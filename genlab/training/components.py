@@ -170,7 +170,8 @@ def make_field(net: nn.Module, config: RunConfig, components: Components) -> Fie
     precond = (
         EDMPrecond(components.interpolant, sigma_data=model.sigma_data) if model.precond == "edm" else None
     )
-    return Field(net, components.interpolant, model.kind, precond=precond, eps=model.eps)
+    x1_range = tuple(model.x1_range) if model.x1_range is not None else None
+    return Field(net, components.interpolant, model.kind, precond=precond, eps=model.eps, x1_range=x1_range)
 
 
 def build_components(config: RunConfig, *, network: dict[str, Any] | None = None) -> Components:

@@ -150,6 +150,8 @@ class ModelConfig:
             Gaussian-source path; see :class:`genlab.training.precond.EDMPreconditioner`).
         sigma_data: σ_data of the EDM preconditioning.
         eps: Diffusion coefficient the SDE-drift kinds (``drift_fwd``/``drift_bwd``) are defined with.
+        x1_range: ``[low, high]`` of the data: the Field clamps its implied data prediction to it at inference
+            (DDPM's ``clip_sample``; see :class:`genlab.models.Field`). Pixel-space ε-networks need it.
         kwargs: Network constructor arguments, written inline.
     """
 
@@ -159,11 +161,16 @@ class ModelConfig:
     precond: Literal["none", "edm"] = "none"
     sigma_data: float = 0.5
     eps: float | None = None
+    x1_range: list[float] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
         """Range checks."""
         _positive(_join(path, "sigma_data"), self.sigma_data)
+        if self.x1_range is not None and (
+            len(self.x1_range) != 2 or not float(self.x1_range[0]) < float(self.x1_range[1])
+        ):
+            raise ConfigError(f"{_join(path, 'x1_range')}: give [low, high] with low < high; got {self.x1_range}")
         if self.precond == "edm" and self.kind != "x1":
             raise ConfigError(
                 f"{_join(path, 'precond')}: 'edm' preconditions a data prediction; set kind: x1 "

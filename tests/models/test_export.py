@@ -133,7 +133,10 @@ def test_cli_export_of_a_trained_vp_run(tmp_path: Path, capsys: pytest.CaptureFi
     field = load_run(run).field
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([0.2, 0.7])
     with torch.no_grad():
-        assert torch.allclose(load_diffusers_field(tmp_path / "dif")(x, t), field(x, t), atol=2e-5)
+        # the exported U-Net is the raw network; the run's x1_range travels as the scheduler's clip_sample
+        raw = Field(field.net, field.interpolant, field.kind)
+        assert torch.allclose(load_diffusers_field(tmp_path / "dif")(x, t), raw(x, t), atol=2e-5)
+        assert json.loads((tmp_path / "dif" / "scheduler" / "scheduler_config.json").read_text())["clip_sample"]
         assert torch.equal(Field.from_pretrained(tmp_path / "gl")(x, t), field(x, t))
     assert main(["export", "--run", str(run), str(tmp_path / "dif")]) == 2
     assert "not empty" in capsys.readouterr().err
