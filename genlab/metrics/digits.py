@@ -56,14 +56,27 @@ DIGITS_CLASSIFIER_FILE = "digits_classifier.safetensors"
 DIGITS_METADATA_FILE = "digits_classifier.json"
 
 
-def _asset(name: str) -> Path:
+def asset_path(name: str, *, regenerate_with: str = "experiments/train_digits_classifier.py") -> Path:
+    """The path of a file shipped in ``genlab/assets`` (a clear error naming the script that rebuilds it).
+
+    Args:
+        name: File name inside ``genlab/assets``.
+        regenerate_with: The script that writes the file, named in the error.
+
+    Returns:
+        The path.
+    """
     path = Path(str(resources.files("genlab").joinpath("assets", name)))
     if not path.is_file():
         raise FileNotFoundError(
             f"genlab asset {name!r} is missing at {path}; reinstall genlab or regenerate it with "
-            "`python experiments/train_digits_classifier.py`"
+            f"`python {regenerate_with}`"
         )
     return path
+
+
+def _asset(name: str) -> Path:
+    return asset_path(name)
 
 
 def digits_classifier_metadata() -> dict[str, Any]:

@@ -11,7 +11,6 @@ Heusel et al. 2017, here on a network small enough to ship, like genlab's digits
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.metrics.digits import asset_path
 from genlab.metrics.distances import GaussianMoments, frechet_distance, gaussian_moments
 
 __all__ = [
@@ -36,13 +36,7 @@ MNIST_METADATA_FILE = "mnist_classifier.json"
 
 
 def _asset(name: str) -> Path:
-    path = Path(str(resources.files("genlab").joinpath("assets", name)))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"genlab asset {name!r} is missing at {path}; regenerate it with "
-            "`python experiments/train_mnist_classifier.py`"
-        )
-    return path
+    return asset_path(name, regenerate_with="experiments/train_mnist_classifier.py")
 
 
 def mnist_classifier_metadata() -> dict[str, Any]:
