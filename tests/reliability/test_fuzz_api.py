@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -211,10 +210,8 @@ def test_device_fuzz(device, n) -> None:
 
 # ------------------------------------------------------------------------------------ inverse problems
 def _inverse():
-    try:
-        from genlab.inverse import CompressedSensing, DiffusionPrior, InverseProblem, solve
-    except ImportError as err:  # the inverse layer is being refactored (issue 17) in the same tree
-        pytest.skip(f"genlab.inverse does not import: {err}")
+    from genlab.inverse import CompressedSensing, DiffusionPrior, InverseProblem, solve
+
     gen = torch.Generator().manual_seed(0)
     gmm = GaussianMixture(torch.randn(3, 4, generator=gen, dtype=torch.float64), 0.5)
     prior = DiffusionPrior.from_gmm(gmm, VPDiffusion())
