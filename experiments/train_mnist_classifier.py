@@ -25,22 +25,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from train_digits_classifier import random_shift  # the same shift augmentation as the digits classifier
 
 from genlab.data import get_split
 from genlab.metrics.mnist import MNIST_CLASSIFIER_FILE, MNIST_METADATA_FILE, MnistClassifier
 from genlab.utils import atomic_write
 
 ASSETS = Path(__file__).resolve().parents[1] / "genlab" / "assets"
-
-
-def random_shift(x: Tensor, *, max_shift: int, generator: torch.Generator) -> Tensor:
-    """Shift each image by an integer offset in ``[-max_shift, max_shift]²``, filling with background −1."""
-    if max_shift == 0:
-        return x
-    n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    off = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
-    return torch.stack([padded[i, :, int(r) : int(r) + h, int(c) : int(c) + w] for i, (r, c) in enumerate(off)])
 
 
 @torch.no_grad()
