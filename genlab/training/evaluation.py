@@ -170,6 +170,7 @@ def sample_metrics(
     n_projections: int = 256,
     seed: int = 0,
     floor_draws: int = 5,
+    floors: dict[str, Estimate] | None = None,
 ) -> dict[str, float]:
     """Metrics of one sample set against the held-out data, their floors, and paired errors.
 
@@ -181,6 +182,8 @@ def sample_metrics(
         n_projections: SW directions.
         seed: SW / C2ST seed and seed of the floor's training subsets.
         floor_draws: Training subsets the floor is averaged over (see :func:`genlab.metrics.data_floor`).
+        floors: Precomputed :func:`data_floors` for these metrics (a caller that evaluates repeatedly against the
+            same data, like the Trainer, computes them once).
 
     Returns:
         ``{name: value, name_ref: floor mean}`` (``mse``/``psnr`` only when the samples have paired targets).
@@ -188,9 +191,10 @@ def sample_metrics(
     held_out = reference_data(test)
     out = distances(samples.x, held_out, metrics, n_projections=n_projections, seed=seed)
     if out:
-        floors = data_floors(list(out), train, held_out, n=samples.x.shape[0], draws=floor_draws,
-                             n_projections=n_projections, seed=seed)
-        out.update({f"{k}_ref": f.mean for k, f in floors.items()})
+        if floors is None or not set(out) <= set(floors):
+            floors = data_floors(list(out), train, held_out, n=samples.x.shape[0], draws=floor_draws,
+                                 n_projections=n_projections, seed=seed)
+        out.update({f"{k}_ref": floors[k].mean for k in list(out)})
     out.update(paired_metrics(samples, metrics))
     return out
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from genlab.config import ConfigError
+from genlab.metrics import Estimate
 from genlab.training.accumulate import no_sync, split_batch
 from genlab.training.batches import StepBatches
 from genlab.training.checkpoint import (
@@ -51,7 +52,7 @@ from genlab.training.components import Components, build_components
 from genlab.training.config import RunConfig, check_components, load_config
 from genlab.training.ema import EMA
 from genlab.training.engines import Engine, get_engine
-from genlab.training.evaluation import sample_metrics, validation_loss
+from genlab.training.evaluation import data_floors, sample_metrics, validation_loss
 from genlab.training.objective import Objective, build_objective
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.tracking import Tracker, make_tracker
@@ -257,6 +258,7 @@ class Trainer:
         self.engine = engine or get_engine(tcfg.engine, device=tcfg.device, amp=tcfg.amp)
         self.hooks = list(hooks)
         self._tracker = tracker
+        self._eval_floors: dict[str, Estimate] | None = None  # data floors of periodic evaluation (computed once)
         self.device = self.engine.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tcfg.seed)  # the same initial weights on every rank
@@ -573,14 +575,22 @@ class Trainer:
             dist_metrics = [m for m in ecfg.metrics if m != "val_loss"]
             if dist_metrics:
                 smp = self._draw(fld, n=ecfg.n, seed=ecfg.seed)
+                split = self.components.split
+                if self._eval_floors is None:  # the data floor does not change during a run: compute it once
+                    self._eval_floors = data_floors(
+                        dist_metrics, split.train, reference_data(split.test), n=int(smp.x.shape[0]),
+                        draws=ecfg.floor_draws, n_projections=ecfg.n_projections, seed=ecfg.seed,
+                    )
                 out.update(
                     sample_metrics(
                         smp,
-                        self.components.split.train,
-                        self.components.split.test,
+                        split.train,
+                        split.test,
                         dist_metrics,
                         n_projections=ecfg.n_projections,
                         seed=ecfg.seed,
+                        floor_draws=ecfg.floor_draws,
+                        floors=self._eval_floors,
                     )
                 )
             if "val_loss" in ecfg.metrics:
