@@ -413,9 +413,9 @@ def _list_configs() -> list[str]:
 
 
 def _list_datasets() -> list[str]:
-    from genlab.data import DATASET_NAMES
+    from genlab.data import DATASET_NAMES, registered_datasets
 
-    return list(DATASET_NAMES)
+    return [*DATASET_NAMES, *registered_datasets()]
 
 
 def _list_grids() -> list[str]:

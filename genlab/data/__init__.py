@@ -30,6 +30,14 @@ from genlab.data.images import (
     photo_patches,
 )
 from genlab.data.multimarginal import MultimarginalDataset, marginal_names
+from genlab.data.user import (
+    TensorFileDataset,
+    as_dataset,
+    register_dataset,
+    registered_datasets,
+    save_tensor_file,
+    unregister_dataset,
+)
 from genlab.data.toys import TOY_NAMES, checkerboard, eight_gaussians, moons, pinwheel, swiss_roll, toy
 
 __all__ = [
@@ -48,8 +56,10 @@ __all__ = [
     "PatchDataset",
     "PhotoPatches",
     "Split",
+    "TensorFileDataset",
     "ToyDataset",
     "apply_mask",
+    "as_dataset",
     "box_mask",
     "checkerboard",
     "eight_gaussians",
@@ -62,8 +72,12 @@ __all__ = [
     "pinwheel",
     "pixel_mask",
     "pool_upsample",
+    "register_dataset",
+    "registered_datasets",
+    "save_tensor_file",
     "sobel_edges",
     "swiss_roll",
     "toy",
     "train_test_split",
+    "unregister_dataset",
 ]

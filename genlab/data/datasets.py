@@ -396,6 +396,13 @@ def _mnist5k_pairs(corruption: str, **kw: Any) -> ArrayDataset:
     return MNIST5kPairs(corruption=corruption, **kw)  # type: ignore[arg-type]
 
 
+def _tensor_file(**kw: Any) -> ArrayDataset:
+    """:class:`genlab.data.user.TensorFileDataset` (lazy import: that module imports this one)."""
+    from genlab.data.user import TensorFileDataset
+
+    return TensorFileDataset(**kw)
+
+
 def _image_folder(**kw: Any) -> ArrayDataset:
     """:class:`genlab.data.folders.ImageFolder` (lazy import: that module imports this one)."""
     from genlab.data.folders import ImageFolder
@@ -426,6 +433,7 @@ _REGISTRY: dict[str, Callable[..., ArrayDataset]] = {
     "image_folder": _image_folder,
     "paired_image_folder": _paired_image_folder,
     "multimarginal": _multimarginal,
+    "tensor_file": _tensor_file,
 }
 
 #: Names accepted by :func:`get_dataset` and :func:`get_split`.
@@ -439,7 +447,8 @@ def get_dataset(name: str, /, **kw: Any) -> ArrayDataset:
     ``get_dataset("gmm", mixture=gm, n=2048)``, ``get_dataset("masked_digits", mask="pixel", seed=1)``.
 
     Args:
-        name: One of :data:`DATASET_NAMES`.
+        name: One of :data:`DATASET_NAMES`, a name added by :func:`genlab.data.register_dataset`, or a factory's
+            import path ``"package.module:function"``.
         **kw: Keyword arguments of the dataset's constructor.
 
     Returns:
@@ -448,9 +457,19 @@ def get_dataset(name: str, /, **kw: Any) -> ArrayDataset:
     Raises:
         ValueError: If ``name`` is unknown; the message lists the valid names.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
-    return _REGISTRY[name](**kw)
+    if name in _REGISTRY:
+        return _REGISTRY[name](**kw)
+    from genlab.data.user import as_dataset, load_factory, registered_datasets
+
+    factory = load_factory(name)
+    if factory is None:
+        names = ", ".join([*DATASET_NAMES, *registered_datasets()])
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {names}, register one with "
+            "genlab.data.register_dataset(name, factory), or name a factory as 'package.module:function'"
+        )
+    made = factory(**kw)
+    return made if isinstance(made, ArrayDataset) else as_dataset(made)
 
 
 def get_split(name: str, /, *, test_fraction: float = 0.2, split_seed: int = 0, **kw: Any) -> Split:

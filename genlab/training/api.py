@@ -54,8 +54,16 @@ def train(
     hooks: Sequence[Hook] = (),
     engine: Engine | None = None,
     overwrite: bool = False,
+    data: Any = None,
 ) -> TrainResult:
     """Train a run from a config (YAML path, mapping or :class:`RunConfig`).
+
+    Your own data: ``data=`` takes a tensor ``x1`` (``(n, d)`` vectors or ``(n, C, H, W)`` images in
+    ``[-1, 1]``), a pair ``(x0, x1)`` for bridges and couplings, a dict with ``"x1"``/``"x0"``/``"label"``, or a
+    map-style ``torch.utils.data.Dataset`` (see :func:`genlab.data.as_dataset`). It is checked, written to
+    ``<run>/data.pt`` atomically and the run's ``data`` section becomes ``{name: tensor_file, path: ...}``
+    (the config's other data keys, e.g. ``test_fraction``, are kept), so resuming, sampling and evaluating the
+    run need only its folder.
 
     Args:
         config: The config; with ``resume=True`` it may be ``None`` (the run folder's ``config.yaml`` is
@@ -67,6 +75,7 @@ def train(
         engine: Engine to use (default from the config; DDP when launched by torchrun).
         overwrite: Start afresh in a folder that holds ``config.yaml``/``metrics.jsonl`` of a run without
             checkpoints (without it such a folder is refused, so nothing of an earlier run is replaced silently).
+        data: Your own data (above); ``None`` uses the config's ``data`` section.
 
     Returns:
         :class:`~genlab.training.trainer.TrainResult`.
@@ -93,7 +102,31 @@ def train(
     if engine.is_main if engine is not None else os.environ.get("RANK", "0") == "0":
         RunLock(run_dir).check()  # rank 0 owns the folder: a live run there is named before stale files
     _refuse_stale_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if data is not None:
+        _attach_user_data(cfg, run_dir, data, resume=resume)
     return Trainer(cfg, run_dir, engine=engine, hooks=hooks).fit(resume=resume)
+
+
+def _attach_user_data(cfg: RunConfig, run_dir: Path, data: Any, *, resume: bool) -> None:
+    """Check ``data``, write it to ``<run>/data.pt`` and point ``cfg.data`` at it (see :func:`train`)."""
+    from genlab.data.user import TensorFileDataset, as_dataset, save_tensor_file
+
+    dataset = as_dataset(data)
+    path = (run_dir / "data.pt").resolve()
+    if resume and path.is_file():
+        saved = TensorFileDataset(path)
+        same = saved.item_names == dataset.item_names and all(
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(saved.tensors, dataset.tensors)
+        )
+        if not same:
+            raise ValueError(
+                f"data: differs from the data this run was trained on ({str(path)!r}); resume without data= "
+                "(the run keeps its own copy) or train a new run"
+            )
+    else:
+        save_tensor_file(dataset, path)
+    cfg.data.name = "tensor_file"
+    cfg.data.kwargs = {"path": str(path)}
 
 
 def _refuse_stale_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:

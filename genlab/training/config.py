@@ -146,9 +146,12 @@ class ModelConfig:
     Attributes:
         name: Registered network name (``mlp``, ``unet``).
         kind: Prediction kind of the network output.
-        precond: ``"none"`` or ``"edm"`` (EDM preconditioning of a data prediction, ``kind: x1`` on a
-            Gaussian-source path; see :class:`genlab.training.precond.EDMPreconditioner`).
-        sigma_data: σ_data of the EDM preconditioning.
+        precond: ``"none"``, ``"edm"`` (EDM preconditioning of a data prediction, ``kind: x1`` on a
+            Gaussian-source path; :class:`genlab.models.EDMPrecond`) or ``"ddbm"`` (DDBM's bridge
+            preconditioning, ``kind: x1`` on a bridge; :class:`genlab.models.DDBMPrecond`: its
+            ``bridge_karras`` loss weight, and τ ~ U[τ_min, T] training times when ``train.t_sampling`` is
+            ``uniform``).
+        sigma_data: σ_data of the EDM / DDBM preconditioning (DDBM uses it for both ends).
         eps: Diffusion coefficient the SDE-drift kinds (``drift_fwd``/``drift_bwd``) are defined with.
         x1_range: ``[low, high]`` of the data: the Field clamps its implied data prediction to it at inference
             (DDPM's ``clip_sample``; see :class:`genlab.models.Field`). Pixel-space ε-networks need it.
@@ -158,7 +161,7 @@ class ModelConfig:
     __extra_field__: ClassVar[str] = "kwargs"
     name: str = "mlp"
     kind: Kind = "velocity"
-    precond: Literal["none", "edm"] = "none"
+    precond: Literal["none", "edm", "ddbm"] = "none"
     sigma_data: float = 0.5
     eps: float | None = None
     x1_range: list[float] | None = None
@@ -171,9 +174,9 @@ class ModelConfig:
             len(self.x1_range) != 2 or not float(self.x1_range[0]) < float(self.x1_range[1])
         ):
             raise ConfigError(f"{_join(path, 'x1_range')}: give [low, high] with low < high; got {self.x1_range}")
-        if self.precond == "edm" and self.kind != "x1":
+        if self.precond in ("edm", "ddbm") and self.kind != "x1":
             raise ConfigError(
-                f"{_join(path, 'precond')}: 'edm' preconditions a data prediction; set kind: x1 "
+                f"{_join(path, 'precond')}: {self.precond!r} preconditions a data prediction; set kind: x1 "
                 f"(got kind: {self.kind})"
             )
         if self.kind in ("drift_fwd", "drift_bwd") and self.eps is None:
@@ -512,9 +515,18 @@ def check_components(config: RunConfig) -> None:
     from genlab.samplers import available_samplers
 
     if config.data.name not in DATASET_NAMES:
-        raise ConfigError(
-            f"data.name: unknown dataset {config.data.name!r}; choose one of {list(DATASET_NAMES)}"
-        )
+        from genlab.data.user import load_factory, registered_datasets
+
+        try:
+            user_factory = load_factory(config.data.name)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if user_factory is None:
+            raise ConfigError(
+                f"data.name: unknown dataset {config.data.name!r}; choose one of "
+                f"{[*DATASET_NAMES, *registered_datasets()]}, register one with "
+                "genlab.data.register_dataset(name, factory), or name a factory as 'package.module:function'"
+            )
     registry = getattr(_datasets, "_REGISTRY", {})
     if config.data.name in registry:
         _check_signature(registry[config.data.name], config.data.kwargs, "data", DataConfig, skip=("dtype",))
@@ -553,6 +565,11 @@ def check_components(config: RunConfig) -> None:
         raise ConfigError(
             "model.precond: 'edm' needs a Gaussian-source path (vp, ve, rectified_flow, one-sided "
             f"stochastic); {interpolant.name} has a data source"
+        )
+    if config.model.precond == "ddbm" and not interpolant.conditional_source:
+        raise ConfigError(
+            "model.precond: 'ddbm' needs a bridge whose source is the known condition (interpolant.name: "
+            f"diffusion_bridge); {interpolant.name} is not one"
         )
     from genlab.training.objective import OBJECTIVES, available_objectives
 
