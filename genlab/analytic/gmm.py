@@ -118,8 +118,9 @@ class GaussianMixture:
         xd = x.to(self.means.dtype)
         chol = torch.linalg.cholesky(self.covs)
         r = xd[:, None, :] - self.means[None]  # (n, K, d)
-        sol = torch.linalg.solve_triangular(chol[None].expand(x.shape[0], -1, -1, -1), r[..., None], upper=False)
-        maha = sol.squeeze(-1).pow(2).sum(-1)
+        # one factor per component, all samples as right-hand sides of one triangular solve
+        sol = torch.linalg.solve_triangular(chol, r.permute(1, 2, 0), upper=False)  # (K, d, n)
+        maha = sol.pow(2).sum(1).T
         logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         comp = -0.5 * (maha + logdet[None] + self.dim * math.log(2 * math.pi))
         return torch.logsumexp(comp + torch.log(self.weights)[None], dim=1).to(x.dtype)
