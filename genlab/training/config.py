@@ -10,7 +10,7 @@
     train: {steps: 3000, batch_size: 512, lr: 2.0e-3, schedule: cosine, ema_decay: 0.999}
     sample: {sampler: heun, steps: 20}
     eval: {n: 2000, metrics: [sw, mmd, energy, val_loss]}
-    logging: {jsonl: true, wandb: false}
+    logging: {jsonl: true, wandb: false, tensorboard: false}
     objective: {name: interpolant}                       # optional; + any registered objective's arguments
 
 Sections ``data``, ``interpolant``, ``coupling``, ``model`` and ``objective`` are "name + constructor arguments": keys that
@@ -362,6 +362,8 @@ class LoggingConfig:
     Attributes:
         jsonl: Append records to ``metrics.jsonl`` in the run folder.
         wandb: Also log to Weights & Biases (rank 0 only; honours ``WANDB_MODE=offline``/``disabled``).
+        tensorboard: Also write TensorBoard events to ``<run>/tensorboard`` (rank 0 only; needs the
+            ``track`` extra).
         project: wandb project.
         run_name: wandb run name (default: the config's ``name``).
         progress: Show a tqdm bar (only on rank 0 and when stderr is a terminal).
@@ -370,6 +372,7 @@ class LoggingConfig:
 
     jsonl: bool = True
     wandb: bool = False
+    tensorboard: bool = False
     project: str = "genlab"
     run_name: str | None = None
     progress: bool = True

@@ -1,4 +1,4 @@
-"""Metric trackers: JSON lines by default, Weights & Biases on request (imported lazily, rank 0 only).
+"""Metric trackers: JSON lines by default; TensorBoard and Weights & Biases on request (imported lazily, rank 0).
 
 Every tracker has ``log(metrics, step)``, ``log_image(key, path, step)`` and ``finish()``. Only rank 0 builds
 real trackers (:func:`make_tracker` returns a :class:`NullTracker` elsewhere).
@@ -14,7 +14,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonlTracker", "MultiTracker", "NullTracker", "Tracker", "WandbTracker", "make_tracker"]
+__all__ = [
+    "JsonlTracker",
+    "MultiTracker",
+    "NullTracker",
+    "TensorBoardTracker",
+    "Tracker",
+    "WandbTracker",
+    "make_tracker",
+]
 
 
 def _jsonable(value: Any) -> Any:
@@ -137,6 +145,51 @@ class WandbTracker(Tracker):
         self.run.finish()
 
 
+class TensorBoardTracker(Tracker):
+    """TensorBoard event files through ``torch.utils.tensorboard`` (``pip install 'genlab[track]'``).
+
+    Scalars go to ``<run_dir>/tensorboard`` (``tensorboard --logdir <run_dir>/tensorboard``); a resumed run
+    appends a new event file to the same folder, which TensorBoard merges by step. Images written during
+    training (sample grids) are logged as images; non-numeric values (e.g. file names) are skipped.
+
+    Args:
+        run_dir: The run folder.
+        config: Resolved config, recorded once as text (``config``) at step 0.
+    """
+
+    def __init__(self, run_dir: str | Path, *, config: Mapping[str, Any] | None = None) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ImportError(
+                "logging.tensorboard=true needs tensorboard: pip install 'genlab[track]' (or set "
+                "logging.tensorboard=false)"
+            ) from err
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        if config:
+            self.writer.add_text("config", "```\n" + json.dumps(_jsonable(dict(config)), indent=2) + "\n```", 0)
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        for key, value in metrics.items():
+            value = _jsonable(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, float(value), int(step))
+        self.writer.flush()
+
+    def log_image(self, key: str, path: str | Path, step: int) -> None:
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"))
+        self.writer.add_image(key, array, int(step), dataformats="HWC")
+        self.writer.flush()
+
+    def finish(self) -> None:
+        self.writer.close()
+
+
 class MultiTracker(Tracker):
     """Forwards every call to several trackers.
 
@@ -166,6 +219,7 @@ def make_tracker(
     is_main: bool,
     jsonl: bool = True,
     wandb: bool = False,
+    tensorboard: bool = False,
     project: str = "genlab",
     name: str | None = None,
     config: Mapping[str, Any] | None = None,
@@ -177,6 +231,7 @@ def make_tracker(
         is_main: Whether this is rank 0.
         jsonl: Write ``metrics.jsonl``.
         wandb: Also log to wandb (imported only here, only on rank 0).
+        tensorboard: Also write TensorBoard events to ``<run_dir>/tensorboard`` (rank 0 only).
         project: wandb project.
         name: wandb run name.
         config: Resolved config for wandb.
@@ -191,6 +246,8 @@ def make_tracker(
         trackers.append(JsonlTracker(Path(run_dir) / "metrics.jsonl"))
     if wandb:
         trackers.append(WandbTracker(run_dir, project=project, name=name, config=config or {}))
+    if tensorboard:
+        trackers.append(TensorBoardTracker(run_dir, config=config))
     if not trackers:
         return NullTracker()
     return trackers[0] if len(trackers) == 1 else MultiTracker(trackers)

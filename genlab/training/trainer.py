@@ -53,6 +53,7 @@ from genlab.training.config import RunConfig, check_components, load_config
 from genlab.training.ema import EMA
 from genlab.training.engines import Engine, get_engine
 from genlab.training.evaluation import data_floors, sample_metrics, validation_loss
+from genlab.training.fastpath import TrainMode, make_adamw
 from genlab.training.objective import Objective, build_objective
 from genlab.training.sampling import Samples, draw_samples, reference_data, save_picture
 from genlab.training.tracking import Tracker, make_tracker
@@ -300,12 +301,12 @@ class Trainer:
             name: EMA(m, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup, power=tcfg.ema_power)
             for name, m in self.nets.items()
         }
-        self.optimizers = {
-            name: torch.optim.AdamW(
-                m.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), weight_decay=tcfg.weight_decay
-            )
+        self.optimizers = {  # fused AdamW where PyTorch has the kernel (fastpath.make_adamw), else foreach
+            name: make_adamw(m.parameters(), lr=tcfg.lr, betas=tcfg.betas, weight_decay=tcfg.weight_decay)
             for name, m in self.nets.items()
         }
+        self._train_mode = TrainMode(self.prepared.values())
+        self._trained_params: dict[tuple[str, ...], list[torch.nn.Parameter]] = {}
 
         def schedule(step: int) -> float:
             return lr_factor(
@@ -509,8 +510,7 @@ class Trainer:
         The objective's loss says which modules it trains (default: all); only their optimisers step and
         only their LR schedules and EMAs advance. The gradient norm is the global one over those modules.
         """
-        for module in self.prepared.values():
-            module.train()
+        self._train_mode()  # module.train() on each, without walking the module trees every step
         parts = split_batch(batch, self.config.train.accumulate)
         scaler = getattr(self.engine, "scaler", None)
         total = 0.0
@@ -530,7 +530,9 @@ class Trainer:
             raise ValueError(
                 f"{type(self.objective).__name__}.loss() trains {trained}; name some of its modules {list(self.nets)}"
             )
-        params = [p for name in trained for p in self.nets[name].parameters()]
+        params = self._trained_params.get(tuple(trained))
+        if params is None:
+            params = self._trained_params[tuple(trained)] = [p for n in trained for p in self.nets[n].parameters()]
         grad_norm = self.engine.step(
             out.loss,
             [self.optimizers[name] for name in trained],
@@ -729,6 +731,7 @@ class Trainer:
             is_main=main,
             jsonl=lcfg.jsonl,
             wandb=lcfg.wandb,
+            tensorboard=lcfg.tensorboard,
             project=lcfg.project,
             name=lcfg.run_name or self.config.name,
             config=self.config.to_dict(),
