@@ -9,6 +9,7 @@ from genlab.inverse.operators.base import SVD, Operator, as_shape
 from genlab.inverse.operators.blur import ConvBlur, FFTBlur
 from genlab.inverse.operators.composition import ComposedOperator, compose
 from genlab.inverse.operators.compressed_sensing import CompressedSensing
+from genlab.inverse.operators.deepinv_adapter import DeepinvOperator, from_deepinv, to_deepinv
 from genlab.inverse.operators.dense import DenseOperator
 from genlab.inverse.operators.inpainting import Inpainting
 from genlab.inverse.operators.kernels import gaussian_kernel, kernel_center, motion_kernel
@@ -30,6 +31,7 @@ __all__ = [
     "ComposedOperator",
     "CompressedSensing",
     "ConvBlur",
+    "DeepinvOperator",
     "DenseOperator",
     "FFTBlur",
     "GaussianNoise",
@@ -42,6 +44,7 @@ __all__ = [
     "compose",
     "conjugate_gradient",
     "downsampling_matrix",
+    "from_deepinv",
     "gaussian_kernel",
     "kernel_center",
     "lanczos_max_eigenvalue",
@@ -49,4 +52,5 @@ __all__ = [
     "power_method",
     "real_fourier_analysis",
     "real_fourier_synthesis",
+    "to_deepinv",
 ]
