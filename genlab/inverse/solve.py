@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ class SolveResult:
         n_jvp: Forward-over-reverse products (STSL's exact Hutchinson probes).
         latents: Final latent state for latent priors.
         trajectory: States at every grid time (when requested).
+        files: Files written for this result (the picture of ``solve(..., picture=)`` / :meth:`save_picture`).
     """
 
     samples: Tensor
@@ -58,6 +60,25 @@ class SolveResult:
     n_jvp: int = 0
     latents: Tensor | None = None
     trajectory: list[Tensor] | None = None
+    files: list[Path] = field(default_factory=list)
+    particles: Tensor | None = None
+    weights: Tensor | None = None
+    ess: Tensor | None = None
+    n_resampled: int = 0
+
+    def save_picture(
+        self, problem: InverseProblem, path: str | Path, *, ground_truth: Tensor | None = None, n_show: int = 8
+    ) -> Path:
+        """Write measurement | samples | posterior mean | posterior std | ground truth to ``path`` (PNG).
+
+        See :func:`genlab.inverse.pictures.save_solve_picture`; the title names the method, NFE and wall time.
+        """
+        from genlab.inverse.pictures import save_solve_picture
+
+        title = f"{self.config.get('method', '')}: {self.nfe} NFE, {self.wall_time:.1f} s"
+        written = save_solve_picture(self.samples, problem, path, ground_truth=ground_truth, n_show=n_show, title=title)
+        self.files.append(written)
+        return written
 
 
 def solve(
@@ -76,6 +97,8 @@ def solve(
     t_end: float | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     return_trajectory: bool = False,
+    picture: str | Path | None = None,
+    ground_truth: Tensor | None = None,
     **kw: Any,
 ) -> SolveResult:
     """Draw ``n_samples`` approximate posterior samples of ``problem`` under ``prior`` with ``method``.
@@ -99,6 +122,9 @@ def solve(
         t_end: Last time of a named grid (default: the grid's, 1 for ``uniform``).
         callback: Called with a :class:`~genlab.samplers.StepInfo` after each step (passed to the sampler).
         return_trajectory: Keep the state at every grid time (passed to the sampler).
+        picture: Write measurement | samples | posterior mean/std | ground truth to this PNG (named in
+            ``SolveResult.files``).
+        ground_truth: The unknown ``x``, shown in the picture when given.
         **kw: The method's hyper-parameters (see its ``DEFAULTS``); an unknown key is an error.
 
     Returns:
@@ -109,6 +135,16 @@ def solve(
     """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
+    if picture is not None:
+        picture = Path(picture)
+        if picture.suffix != ".png":
+            raise ValueError(f"picture must be a .png path; got {str(picture)!r}")
+        result = solve(problem, prior, method, sampler, steps, n_samples, seed, eta=eta, generator=generator,
+                       grid=grid, t_start=t_start, t_end=t_end, callback=callback,
+                       return_trajectory=return_trajectory, **kw)
+        result.save_picture(problem, picture, ground_truth=ground_truth)
+        return result
+
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
     m = get_method(method, **kw)
