@@ -41,6 +41,7 @@ from genlab.samplers.registry import (
     register_sampler,
 )
 from genlab.samplers.sde import EDMChurn, EulerMaruyama, StochasticHeun, diffusion_coefficient
+from genlab.samplers.searched import SearchedSampler, SolverPreset, load_preset, shipped_presets
 from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
 from genlab.samplers.steps import STEPS, DDIMStep, DDPMStep, EulerStep, Step, make_step
 from genlab.utils import NoiseStream
@@ -92,7 +93,9 @@ __all__ = [
     "RungeKutta",
     "SampleResult",
     "Sampler",
+    "SearchedSampler",
     "SemilinearGrid",
+    "SolverPreset",
     "Step",
     "StepInfo",
     "StochasticHeun",
@@ -108,6 +111,7 @@ __all__ = [
     "get_sampler",
     "karras",
     "load_diffusers_field",
+    "load_preset",
     "log_likelihood",
     "log_snr",
     "make_grid",
@@ -118,6 +122,7 @@ __all__ = [
     "register_sampler",
     "sample",
     "semilinear_grid",
+    "shipped_presets",
     "time_of_lam",
     "uniform",
 ]
