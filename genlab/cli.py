@@ -9,6 +9,8 @@ Commands:
 * ``genlab sample --run DIR --sampler NAME --steps N --n N [--seed S] [--grid G] [--option k=v ...]
   --out FILE [--overwrite]`` — :func:`genlab.training.sample_run`.
 * ``genlab eval --run DIR [--metrics sw,mmd]`` — :func:`genlab.training.evaluate`.
+* ``genlab search --run DIR --nfe N [--method M] [--out FILE.json]`` — a searched solver for the run, written as a
+  preset (:func:`genlab.samplers.search.search_solver`); ``genlab sample --run DIR --preset FILE.json`` runs it.
 * ``genlab config show|validate CONFIG [--set k=v ...]`` — :func:`genlab.training.load_config`.
 * ``genlab list samplers|methods|configs|datasets|grids`` — the names the other commands accept.
 * ``genlab bench SUITE [options]`` — runs ``experiments/bench_<SUITE>.py``
@@ -249,6 +251,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                      "steps": s.steps, "nfe": s.nfe, "n": int(s.x.shape[0]), "step": res.step,
                      "seconds": round(s.seconds, 3), "files": [str(f) for f in res.files]})
         return 0
+    if args.preset is not None:  # a searched solver: sampler 'searched', steps from the preset
+        from genlab.samplers.searched import load_preset
+
+        preset = load_preset(args.preset)
+        if args.sampler not in (None, "searched"):
+            raise ValueError(f"--preset runs the 'searched' sampler; drop --sampler {args.sampler}")
+        args.sampler = "searched"
+        options["preset"] = preset
+        args.steps = preset.steps if args.steps is None else args.steps
+        if args.grid is not None:
+            raise ValueError("--preset carries its own grid; drop --grid")
+        args.grid = [float(v) for v in preset.times]
     from genlab.training import sample_run
 
     res = sample_run(
@@ -303,6 +317,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--trajectories", action="store_true", help="draw trajectories (2-D data)")
+    p.add_argument("--preset", default=None,
+                   help="searched-solver preset (.json from `genlab search`, or a shipped name): runs sampler "
+                        "'searched' on the preset's grid (steps default to the preset's)")
     p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
     p.add_argument("--from", dest="source", type=int, default=None,
                    help="multimarginal runs: start vertex (0 = Gaussian, k = data.marginals[k-1]); needs --to")
@@ -496,6 +513,60 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 #: Parser builders, one per sub-command, in help order. ``genlab bench`` plugs in here as ``_add_bench``.
+# ------------------------------------------------------------------------------------------------------- search
+def _cmd_search(args: argparse.Namespace) -> int:
+    from genlab.checks import check_device
+    from genlab.samplers.search import search_solver
+    from genlab.training import load_run
+
+    _check_count(args.nfe, "--nfe")
+    _check_count(args.noises, "--noises")
+    check_device(args.device, name="--device")
+    default = f"searched_{args.method.replace('+', '_')}_nfe{args.nfe}.json"
+    out = Path(args.out) if args.out else Path(args.run) / "presets" / default
+    if out.suffix != ".json":
+        raise ValueError(f"--out must end with .json, got {str(out)!r}")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out {out}: would replace an existing preset; pass --overwrite or choose another --out")
+    if not Path(args.run).is_dir():
+        raise FileNotFoundError(f"--run {args.run}: run folder does not exist")
+    run = load_run(args.run, ema=not args.raw, device=args.device)
+    if not run.field.interpolant.gaussian_source:
+        raise ValueError("genlab search runs on Gaussian-source runs (bridges: call genlab.samplers.search."
+                         "search_solver with x_init= and cond=)")
+    res = search_solver(
+        run.field, args.nfe, method=args.method, shape=run.components.data_shape, noises=args.noises,
+        base=args.base, seed=args.seed, model=f"{run.config.name} (step {run.step})",
+        evolution_options={"epochs": args.epochs}, dss_options={"iterations": args.iterations},
+        progress=not args.no_progress,
+    )
+    path = res.preset.save(out)
+    _print_json({"preset": str(path), "nfe": args.nfe, "method": args.method, "start_error": res.start_error,
+                 "error": res.error, "search_nfe": res.nfe_spent, "seconds": round(res.seconds, 2),
+                 "files": [str(path)]})
+    return 0
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search a fast solver for a trained run at an NFE budget (writes a preset)")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--nfe", type=int, required=True, help="NFE budget (= steps of the searched solver)")
+    p.add_argument("--method", default="evolution+dss", choices=("dss", "evolution", "evolution+dss"),
+                   help="search procedure (default: evolution, then the differentiable search)")
+    p.add_argument("--base", default="dpmpp_2m", choices=("dpmpp_1s", "dpmpp_2m", "dpmpp_3m"),
+                   help="hand-designed solver the search starts from")
+    p.add_argument("--noises", type=int, default=256, help="search noises (a quarter held out)")
+    p.add_argument("--epochs", type=int, default=8, help="evolutionary epochs")
+    p.add_argument("--iterations", type=int, default=150, help="differentiable-search steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noises and the search")
+    p.add_argument("--out", default=None, help="preset .json (default: <run>/presets/searched_<method>_nfe<N>.json)")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--device", default="cpu", help=_DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_search)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_train,
@@ -505,6 +576,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_list,
     _add_bench,
     _add_export,
+    _add_search,
 ]
 
 

@@ -250,7 +250,7 @@ class SearchedSampler(TableSampler):
             return self.preset
         pid = path_id(fld.interpolant)
         found = []
-        for name, path in shipped_presets().items():
+        for path in shipped_presets().values():
             p = load_preset(path)
             if p.provenance["path"] == pid and p.provenance["field_kind"] == fld.kind and (
                     steps is None or p.steps == steps):

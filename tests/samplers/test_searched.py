@@ -9,6 +9,7 @@ refuse a field on another path.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ from genlab.samplers.search import (
 from genlab.samplers.semilinear import semilinear_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gaussian_oracle import gaussian_field, gaussian_flow_map  # noqa: E402
+from gaussian_oracle import gaussian_field, gaussian_flow_map
 
 F64 = torch.float64
 
@@ -113,7 +114,7 @@ def test_search_on_gaussian_oracle_reduces_error_monotonically_above_floor() -> 
                         dss_options={"iterations": 30, "eval_every": 10})
     for stage in ("evolution", "dss"):
         errs = [h[3] for h in res.history if h[0] == stage]
-        assert errs and all(b <= a for a, b in zip(errs, errs[1:])), (stage, errs)
+        assert errs and all(b <= a for a, b in itertools.pairwise(errs)), (stage, errs)
     assert res.error <= res.start_error
     assert res.error < 0.5 * res.start_error
     start = base_table(prob, "dpmpp_2m")
@@ -134,7 +135,7 @@ def test_evolution_elitism_and_steps_kept() -> None:
     evo = evolutionary_search(prob, base_table(prob, "dpmpp_2m"), population=10, epochs=3, select=4, mutations=4,
                               crossovers=2)
     fits = [h[2] for h in evo.history]
-    assert all(b <= a for a, b in zip(fits, fits[1:]))
+    assert all(b <= a for a, b in itertools.pairwise(fits))
     assert evo.table.steps == 5 and len(evo.candidate[0]) == 4
     assert all(1 <= p <= min(i + 1, 3) for i, p in enumerate(evo.table.orders))
 
@@ -185,3 +186,26 @@ def test_search_arguments_are_checked() -> None:
         search_solver(fld, 4, shape=(2,), method="random")
     with pytest.raises(ValueError, match="base"):
         search_solver(fld, 4, shape=(2,), base="heun")
+
+
+def test_cli_search_then_sample_with_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from genlab.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    run = tmp_path / "run"
+    assert main(["train", str(root / "configs" / "moons_tiny.yaml"), "--out", str(run), "--set", "train.steps=20",
+                 "--set", "train.ckpt_every=20"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "p.json"
+    assert main(["search", "--run", str(run), "--nfe", "4", "--noises", "16", "--epochs", "2", "--iterations", "4",
+                 "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["files"] == [str(out)] and printed["error"] <= printed["start_error"]
+    preset = load_preset(out)
+    assert preset.steps == 4 and preset.provenance["model"].startswith("moons_tiny")
+    assert main(["search", "--run", str(run), "--nfe", "4", "--out", str(out)]) == 2  # never replaced silently
+    assert "--overwrite" in capsys.readouterr().err
+    pic = tmp_path / "s.pt"
+    assert main(["sample", "--run", str(run), "--preset", str(out), "--n", "8", "--out", str(pic)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["sampler"] == "searched" and printed["nfe"] == 4 and printed["steps"] == 4

@@ -19,6 +19,7 @@ interior times from the union of its parents' times, so it always has n steps. S
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,13 +132,13 @@ def evolutionary_search(
             try:
                 x = problem.run_table(table_of(c), search_idx)
                 f = fitness(x, search_idx) if fitness is not None else problem.error(x, search_idx)
-                cache[c] = f if f == f else float("inf")
+                cache[c] = f if math.isfinite(f) else float("inf")
             except (ValueError, RuntimeError):
                 cache[c] = float("inf")
         return cache[c]
 
     def make(times: Sequence[float], orders: Sequence[int]) -> Candidate | None:
-        ts = tuple(sorted(set(float(v) for v in times)))
+        ts = tuple(sorted({float(v) for v in times}))
         if len(ts) != n - 1:
             return None
         return ts, _valid_orders(orders, max_order)

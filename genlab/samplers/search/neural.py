@@ -146,7 +146,8 @@ class NeuralSolver(nn.Module):
         preds: list[Tensor] = []
         states = []
         for i in range(self.steps):
-            pred = fld.predict(x, t[i], "x1", cond)
+            # a (B,) time keeps the gradient through the output conversion (a 0-d time takes a float fast path)
+            pred = fld.predict(x, t[i].reshape(1).expand(x.shape[0]), "x1", cond)
             preds.insert(0, pred)
             a = data[i + 1] * -torch.expm1(-(lam[i + 1] - lam[i]))
             weights = list(rows[i]) + [torch.zeros((), dtype=F64)] * (i + 1 - len(rows[i]))

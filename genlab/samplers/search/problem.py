@@ -227,7 +227,7 @@ def make_problem(
     res = get_sampler(teacher).sample(field, x_init, grid, cond=cond, return_trajectory=True)
     states = torch.stack([s.to(F64) for s in res.trajectory])
     m = x_init.shape[0]
-    n_val = max(1, int(round(validation_fraction * m)))
+    n_val = max(1, round(validation_fraction * m))
     val = torch.arange(m - n_val, m)
     return SearchProblem(field=field, nfe=nfe, x_init=x_init, cond=cond, teacher_times=grid.cpu(),
                          teacher_states=states, t_start=ts, t_end=te, model=model,
