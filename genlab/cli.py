@@ -512,6 +512,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     add_export_parser(sub)
 
 
+def _add_solve(sub: argparse._SubParsersAction) -> None:
+    from genlab.inverse.tasks import add_solve_parser
+
+    add_solve_parser(sub)
+
+
 #: Parser builders, one per sub-command, in help order. ``genlab bench`` plugs in here as ``_add_bench``.
 # ------------------------------------------------------------------------------------------------------- search
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -572,6 +578,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_sample,
     _add_eval,
+    _add_solve,
     _add_config,
     _add_list,
     _add_bench,

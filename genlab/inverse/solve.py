@@ -172,6 +172,8 @@ def solve(
     n_steps = m.default_steps if steps is None else steps
     if isinstance(grid, str):
         ends = {k: v for k, v in (("t_start", t_start), ("t_end", t_end)) if v is not None}
+        if "t_start" not in ends and not _denoiser_regular_at_noise(prior):
+            ends["t_start"] = REGULAR_T_START  # e.g. a VP ε-prediction: x̂1 = (x_t − α ε̂)/β divides by β(0) = 0
         times = make_grid(grid, n_steps, prior.interpolant, **ends)
     else:
         if steps is not None or t_start is not None or t_end is not None:
@@ -218,6 +220,24 @@ def solve(
                        diagnostics=ctx.diagnostics, config=config, n_jvp=ctx.model.n_jvp,
                        latents=x if isinstance(prior, DiffusionPrior) and prior.is_latent else None,
                        trajectory=run.trajectory)
+
+
+#: First grid time of a named grid when the prior's denoiser is singular at t = 0 (pure noise). In genlab time it
+#: is the usual few-step sampler start for VP ε-models (``sample.grid_options.t_start`` of the shipped VP configs).
+REGULAR_T_START = 1e-3
+
+
+def _denoiser_regular_at_noise(prior: Any) -> bool:
+    """Whether the prior's field converts to the denoiser ``x̂1`` at ``t = 0`` (False for VP ε/score fields)."""
+    fld = getattr(prior, "field", None)
+    if fld is None or fld.kind == "x1":
+        return True
+    probe = torch.zeros(1, 1, dtype=torch.float64)
+    try:
+        fld.interpolant.conversion_weights((fld.kind,), "x1", 0.0, probe)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_iterative(
