@@ -34,8 +34,11 @@ from genlab.samplers.likelihood import LikelihoodResult, log_likelihood
 from genlab.samplers.multistep import MultistepTable, MultistepTableSampler, TableSampler
 from genlab.samplers.ode import RK4, ButcherTableau, Euler, Heun, Midpoint, RungeKutta
 from genlab.samplers.registry import (
+    ALIASES,
     SAMPLERS,
+    SamplerSupport,
     available_samplers,
+    sampler_support,
     get_sampler,
     register_prefix,
     register_sampler,
@@ -43,11 +46,15 @@ from genlab.samplers.registry import (
 from genlab.samplers.sde import EDMChurn, EulerMaruyama, StochasticHeun, diffusion_coefficient
 from genlab.samplers.searched import SearchedSampler, SolverPreset, load_preset, shipped_presets
 from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
+from genlab.samplers.unipc import UniPC
 from genlab.samplers.steps import STEPS, DDIMStep, DDPMStep, EulerStep, Step, make_step
 from genlab.utils import NoiseStream
 
 __all__ = [
     "ADAPTIVE_METHODS",
+    "ALIASES",
+    "SamplerSupport",
+    "sampler_support",
     "BDIA",
     "CAPABILITIES",
     "DBIM",
@@ -101,6 +108,7 @@ __all__ = [
     "StochasticHeun",
     "TableSampler",
     "TransferMap",
+    "UniPC",
     "available_samplers",
     "bdia_edit",
     "capabilities",

@@ -51,7 +51,7 @@ def sample(
     sampler: str | Sampler = "heun",
     *,
     steps: int | None = 10,
-    grid: str | Sequence[float] | Tensor = "uniform",
+    grid: str | Sequence[float] | Tensor | None = None,
     n: int | None = None,
     shape: Sequence[int] | None = None,
     x_init: Tensor | None = None,
@@ -73,8 +73,11 @@ def sample(
     Args:
         field: The field to sample.
         sampler: Registered name (see ``genlab.samplers.available_samplers()``) or a :class:`Sampler`.
-        steps: Number of grid steps (for named grids).
-        grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``) or explicit times.
+        steps: Number of grid steps (for named and recommended grids).
+        grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``) or explicit times. ``None`` (default) uses
+            the sampler's recommended grid (:meth:`Sampler.recommended_grid`: its :attr:`Sampler.default_grid`
+            family, with ends where its conversions of this field are finite), so every sampler runs with no other
+            argument on every path it supports.
         n: Number of samples (with ``shape``) when ``x_init`` is not given.
         shape: Per-sample shape, e.g. ``(2,)`` or ``(1, 16, 16)``.
         x_init: Initial state at the first grid time (default: N(0, I) scaled by the path's noise level for a
@@ -88,7 +91,7 @@ def sample(
         dtype: Dtype of the initial state.
         callback: Called after each step.
         return_trajectory: Keep the states at every grid point.
-        grid_options: Options of the named grid (``t_start``, ``t_end``, ``kappa``, ``rho``).
+        grid_options: Options of the named or recommended grid (``t_start``, ``t_end``, ``kappa``, ``rho``).
         **sampler_options: Constructor options of the sampler (e.g. ``eta=1.0``, ``order=3``).
 
     Returns:
@@ -105,7 +108,13 @@ def sample(
         else:
             params = list(field.parameters())
             device = params[0].device if params else torch.device("cpu")
-    times = make_grid(grid, steps, interpolant, device=device, **(grid_options or {}))
+    smp.check(field)  # refuse an incompatible path with the sampler's reason before building its grid
+    if grid is None:
+        if steps is None:
+            raise ValueError("pass steps= (or an explicit grid=)")
+        times = smp.recommended_grid(field, steps, device=device, **(grid_options or {}))
+    else:
+        times = make_grid(grid, steps, interpolant, device=device, **(grid_options or {}))
     if generator is None and seed is not None:
         gen_device = torch.device(device) if torch.device(device).type == "cuda" else torch.device("cpu")
         generator = torch.Generator(device=gen_device).manual_seed(int(seed))

@@ -183,10 +183,45 @@ class Sampler(ABC):
     requires: ClassVar[frozenset[str]] = frozenset({"velocity"})
     #: Whether :meth:`sample` draws noise (then ``generator`` matters).
     stochastic: ClassVar[bool] = False
+    #: Grid family :func:`genlab.sample` uses when no grid is given (a key of ``genlab.samplers.grids.GRIDS``).
+    default_grid: ClassVar[str] = "uniform"
+    #: Prediction kinds the sampler evaluates; ``None`` derives them from :attr:`requires` (``velocity`` for ODE/SDE
+    #: samplers, ``x1`` for implicit and exponential-integrator ones). The recommended grid keeps its ends where
+    #: these conversions are finite (:func:`genlab.samplers.grids.open_ends`).
+    consumes: ClassVar[tuple[str, ...] | None] = None
 
     def expected_nfe(self, steps: int) -> int | None:
         """Documented number of network evaluations for a grid of ``steps`` steps (``None`` if adaptive)."""
         return steps
+
+    def consumed_kinds(self) -> tuple[str, ...]:
+        """The prediction kinds this sampler evaluates (:attr:`consumes`, or derived from :attr:`requires`)."""
+        if self.consumes is not None:
+            return tuple(self.consumes)
+        if "velocity" in self.requires or not self.requires:
+            return ("velocity",)
+        return ("x1",)
+
+    def recommended_grid(self, field: Field, steps: int, *, device: torch.device | str | None = None,
+                         **options: Any) -> Tensor:
+        """The grid :func:`genlab.sample` uses when none is given: :attr:`default_grid` with ends where this
+        sampler's conversions of ``field``'s output are finite (:func:`genlab.samplers.grids.recommended_grid`).
+
+        Args:
+            field: The field to be sampled.
+            steps: Number of steps N.
+            device: Device of the grid.
+            **options: Grid options (``t_start``, ``t_end``, ``kappa``, ``rho``); explicit ends win.
+
+        Returns:
+            ``(N+1,)`` float64 times.
+        """
+        from genlab.samplers.grids import recommended_grid
+
+        # one evaluation per step (at its start) never evaluates the last grid time
+        evaluates_end = self.expected_nfe(steps) != steps
+        return recommended_grid(self.default_grid, steps, field, consumes=self.consumed_kinds(),
+                                evaluates_end=evaluates_end, device=device, **options)
 
     def step_map(self) -> Step | None:
         """The sampler's one-step transition when each step is one evaluation and one :class:`Step` (else ``None``)."""

@@ -183,6 +183,11 @@ class DBIM(Sampler):
         if self.eta > 0:
             require_capabilities(self, field, {"markov"}, why=f"with eta={self.eta}")
 
+    def recommended_grid(self, field: Field, steps: int, *, device: torch.device | str | None = None,
+                         **options: Any) -> Tensor:
+        """DBIM's own grid (:func:`dbim_grid`: the boot, then uniform in τ; ``steps`` evaluations)."""
+        return dbim_grid(steps, field.interpolant, device=device, **options)
+
     # ------------------------------------------------------------------ shared pieces
     def _boot(self, field: CountingField, x: Tensor, x0: Tensor, grid: Tensor, cond: Any | None,
               noise: NoiseStream) -> tuple[Tensor, Tensor, Tensor]:
@@ -378,6 +383,11 @@ class DDBMHeun(Sampler):
 
     def expected_nfe(self, steps: int) -> int | None:
         return (3 if self.churn > 0 else 2) * steps - (1 if self.final_euler else 0)
+
+    def recommended_grid(self, field: Field, steps: int, *, device: torch.device | str | None = None,
+                         **options: Any) -> Tensor:
+        """DDBM's own grid (:func:`ddbm_grid`: Karras ρ = 7 in τ, then the data end)."""
+        return ddbm_grid(steps, field.interpolant, device=device, **options)
 
     def check(self, field: Field) -> None:
         super().check(field)

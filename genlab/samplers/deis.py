@@ -138,6 +138,8 @@ class _EpsFormSampler(Sampler):
     """Shared checks and coefficient table of the ε-form (DEIS) samplers."""
 
     requires: ClassVar[frozenset[str]] = frozenset({"semilinear", "gaussian_source"})
+    #: DEIS's log-ρ grid (Zhang & Chen ICLR'23 ``ts_phase="log"``), inside the ends where ρ is finite.
+    default_grid: ClassVar[str] = "log_snr"
 
     def _table(self, field: CountingField, grid: Tensor) -> SemilinearGrid:
         return self._table_for(field.interpolant, grid)

@@ -134,6 +134,8 @@ class _DataFormSampler(Sampler):
     """Shared set-up of the data-form exponential integrators: coefficient table and checks."""
 
     requires: ClassVar[frozenset[str]] = frozenset({"semilinear"})
+    #: DPM-Solver's recommended "logSNR" grid (Lu et al. 2022, §3.3), inside the ends where λ is finite.
+    default_grid: ClassVar[str] = "log_snr"
 
     def _table(self, field: CountingField, grid: Tensor) -> SemilinearGrid:
         tab = semilinear_grid(field.interpolant, grid)

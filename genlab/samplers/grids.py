@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from genlab.interpolants.interpolant import Interpolant
 
-__all__ = ["GRIDS", "explicit", "karras", "log_snr", "make_grid", "power", "uniform"]
+__all__ = ["END_OFFSET", "GRIDS", "explicit", "karras", "log_snr", "make_grid", "open_ends", "power",
+           "recommended_grid", "uniform"]
 
 _F64 = torch.float64
 
@@ -192,7 +194,21 @@ def _check_range(t_start: float, t_end: float) -> None:
         raise ValueError(f"need t_start, t_end in [0, 1] and distinct; got {t_start}, {t_end}")
 
 
-GRIDS = {"uniform": uniform, "power": power, "log_snr": log_snr, "karras": karras}
+def _dbim(steps: int, interpolant: Interpolant, **kwargs) -> Tensor:
+    """DBIM's bridge grid (:func:`genlab.samplers.dbim.dbim_grid`; imported lazily, it lives with DBIM)."""
+    from genlab.samplers.dbim import dbim_grid
+
+    return dbim_grid(steps, interpolant, **kwargs)
+
+
+def _ddbm(steps: int, interpolant: Interpolant, **kwargs) -> Tensor:
+    """DDBM's Karras bridge grid (:func:`genlab.samplers.dbim.ddbm_grid`)."""
+    from genlab.samplers.dbim import ddbm_grid
+
+    return ddbm_grid(steps, interpolant, **kwargs)
+
+
+GRIDS = {"uniform": uniform, "power": power, "log_snr": log_snr, "karras": karras, "dbim": _dbim, "ddbm": _ddbm}
 
 
 def make_grid(grid: str | Sequence[float] | Tensor, steps: int | None = None,
@@ -214,8 +230,89 @@ def make_grid(grid: str | Sequence[float] | Tensor, steps: int | None = None,
         raise ValueError(f"unknown grid {grid!r}; choose one of {sorted(GRIDS)} or pass explicit times")
     if steps is None:
         raise ValueError(f"grid {grid!r} needs steps=")
-    if grid in ("log_snr", "karras"):
+    if grid in ("log_snr", "karras", "dbim", "ddbm"):
         if interpolant is None:
             raise ValueError(f"grid {grid!r} needs the interpolant (its log-SNR)")
         return GRIDS[grid](steps, interpolant, **kwargs)
     return GRIDS[grid](steps, **kwargs)
+
+
+#: How far inside (0, 1) a default grid end moves where the sampler's conversion is singular at the end itself.
+END_OFFSET = 1e-3
+_PROBE_MID = 0.5
+
+
+def _converts(field: Any, kind: str, t: float) -> bool:
+    """Whether ``field``'s output converts to ``kind`` at time ``t`` with finite weights (probed on a unit state)."""
+    x = torch.ones(1, 1, dtype=_F64)
+    cond = x if field.interpolant.conditional_source else None
+    try:
+        out = field.convert_output(x, x, torch.tensor([t], dtype=_F64), kind, cond)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return False
+    return bool(torch.isfinite(out).all())
+
+
+def open_ends(field: Any, consumes: Sequence[str], *, evaluates_end: bool = True) -> tuple[float, float]:
+    """Default ends of a grid for a sampler that converts ``field``'s output to the kinds ``consumes``.
+
+    An end is 0 (resp. 1) unless a conversion that works in the interior (t = 0.5) is singular at that end — e.g.
+    ε → velocity on VP at t = 1 (α = 0), x1 → velocity on a DDBM bridge at both ends (γ = 0) — where it moves
+    :data:`END_OFFSET` inside. Conversions that fail in the interior too are left to the sampler's own check (it
+    refuses the path with its reason), so the ends never hide an incompatibility.
+
+    Args:
+        field: The :class:`~genlab.models.field.Field` to be sampled.
+        consumes: Prediction kinds the sampler evaluates.
+        evaluates_end: Whether the sampler evaluates the field at the last grid time (Heun, RK4, dopri5); samplers
+            with one evaluation at the start of each step (Euler, DDIM, multistep tables) may end where the
+            conversion is singular (DDIM onto t = 1 on VP).
+
+    Returns:
+        ``(t_start, t_end)``.
+    """
+    t_start, t_end = 0.0, 1.0
+    for kind in consumes:
+        if not _converts(field, kind, _PROBE_MID):
+            continue
+        if not _converts(field, kind, 0.0):
+            t_start = END_OFFSET
+        if evaluates_end and not _converts(field, kind, 1.0):
+            t_end = 1.0 - END_OFFSET
+    return t_start, t_end
+
+
+def recommended_grid(name: str, steps: int, field: Any, *, consumes: Sequence[str] = (), evaluates_end: bool = True,
+                     device: torch.device | str | None = None, **options: Any) -> Tensor:
+    """A sampler's recommended grid on ``field``'s path: family ``name`` with ends from :func:`open_ends`.
+
+    ``log_snr`` and ``karras`` also keep both ends where the log-SNR is finite (their own default); explicit
+    ``t_start``/``t_end`` in ``options`` win over the computed ends.
+
+    Args:
+        name: Grid family (a key of :data:`GRIDS`).
+        steps: Number of steps N.
+        field: The field to be sampled.
+        consumes: Prediction kinds the sampler evaluates (see :func:`open_ends`).
+        evaluates_end: Whether the sampler evaluates at the last grid time (see :func:`open_ends`).
+        device: Device of the grid.
+        **options: Further grid options (``kappa``, ``rho``, ``t_start``, ``t_end``).
+
+    Returns:
+        ``(N+1,)`` float64 times.
+
+    Raises:
+        ValueError: For an unknown family or bad steps.
+    """
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; choose one of {sorted(GRIDS)}")
+    t_start, t_end = open_ends(field, consumes, evaluates_end=evaluates_end)
+    interp = field.interpolant
+    if name in ("log_snr", "karras"):
+        options.setdefault("t_start", t_start if t_start > 0 else None)
+        options.setdefault("t_end", t_end if t_end < 1 else None)
+        return GRIDS[name](steps, interp, device=device, **options)
+    options.setdefault("t_start", t_start)
+    if name == "uniform" or t_end < 1:
+        options.setdefault("t_end", t_end)
+    return GRIDS[name](steps, device=device, **options)

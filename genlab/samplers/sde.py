@@ -349,6 +349,8 @@ class EDMChurn(Sampler):
     name: ClassVar[str] = "edm"
     requires: ClassVar[frozenset[str]] = frozenset({"gaussian_source", "velocity"})
     stochastic: ClassVar[bool] = True
+    #: EDM's own ρ = 7 grid (Karras et al. 2022, eq. 5), inside the ends where σ̃ is finite.
+    default_grid: ClassVar[str] = "karras"
 
     def __init__(self, *, s_churn: float = 40.0, s_tmin: float = 0.05, s_tmax: float = 50.0, s_noise: float = 1.003,
                  final_euler: bool = False) -> None:
