@@ -14,6 +14,7 @@ random initialisation, and ``d_k`` reaches 0.999 after ≈ 3·10⁴ updates for 
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any
 
 import torch
@@ -45,6 +46,46 @@ def ema_decay_at(step: int, *, decay: float, warmup: bool = True, power: float =
     return float(min(decay, 1.0 - (1.0 + step) ** (-power)))
 
 
+class _Pairs:
+    """Shadow tensors of an :class:`EMA` paired with the tensors of one source model (cache of ``update``).
+
+    Valid while the source and the shadow module hold the same parameter and buffer objects; checking that
+    walks the cached submodule lists (a few microseconds) instead of ``named_parameters()`` (tens).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        shadow: nn.Module,
+        float_shadows: list[torch.Tensor],
+        float_sources: list[torch.Tensor],
+        copy_shadows: list[torch.Tensor],
+        copy_sources: list[torch.Tensor],
+    ) -> None:
+        self.model_ref = weakref.ref(model)
+        self.shadow_ref = weakref.ref(shadow)
+        self.float_shadows, self.float_sources = float_shadows, float_sources
+        self.copy_shadows, self.copy_sources = copy_shadows, copy_sources
+        self.same_dtype = all(
+            s.dtype == t.dtype and s.device == t.device for s, t in zip(float_shadows, float_sources)
+        )
+        self._model_mods, self._shadow_mods = list(model.modules()), list(shadow.modules())
+        self._ids = self._identity()
+
+    def _identity(self) -> list[int]:
+        return [
+            id(v)
+            for mods in (self._model_mods, self._shadow_mods)
+            for m in mods
+            for d in (m._parameters, m._buffers)
+            for v in d.values()
+        ]
+
+    def still_valid(self, model: nn.Module, shadow: nn.Module) -> bool:
+        """Whether ``model`` and ``shadow`` are the cached modules and hold the same tensor objects."""
+        return self.model_ref() is model and self.shadow_ref() is shadow and self._identity() == self._ids
+
+
 class EMA:
     """A shadow copy of ``model`` updated by exponential moving average.
 
@@ -71,6 +112,7 @@ class EMA:
         self.warmup = bool(warmup)
         self.power = float(power)
         self.step = 0
+        self._cache: _Pairs | None = None
 
     def current_decay(self) -> float:
         """The decay the next :meth:`update` will use."""
@@ -80,6 +122,11 @@ class EMA:
     def update(self, model: nn.Module) -> float:
         """Average ``model``'s current weights into the shadow copy and count the update.
 
+        The floating-point parameters are updated by two fused multi-tensor calls (``torch._foreach_mul_`` then
+        ``torch._foreach_add_``: the same arithmetic, bit for bit, as ``shadow.mul_(d).add_(θ, alpha=1 − d)``
+        per tensor); the pairing of shadow and source tensors is built once per ``model`` and rebuilt when
+        model, the shadow module or any of their parameter or buffer objects change.
+
         Args:
             model: The network being trained (same architecture; a DDP wrapper must be unwrapped first).
 
@@ -87,18 +134,47 @@ class EMA:
             The decay that was used.
         """
         d = self.current_decay()
-        params = dict(model.named_parameters())
-        for name, shadow in self.module.named_parameters():
-            src = params[name].detach()
-            if shadow.is_floating_point():
-                shadow.mul_(d).add_(src.to(shadow.dtype), alpha=1.0 - d)
+        pairs = self._pairs(model)
+        shadows, sources = pairs.float_shadows, pairs.float_sources  # read under no_grad: no detach needed
+        if shadows:
+            if pairs.same_dtype:
+                torch._foreach_mul_(shadows, d)
+                torch._foreach_add_(shadows, sources, alpha=1.0 - d)
             else:
-                shadow.copy_(src)
-        buffers = dict(model.named_buffers())
-        for name, shadow in self.module.named_buffers():
-            shadow.copy_(buffers[name])
+                for shadow, src in zip(shadows, sources):
+                    shadow.mul_(d).add_(src.to(shadow.dtype), alpha=1.0 - d)
+        for shadow, src in zip(pairs.copy_shadows, pairs.copy_sources):
+            shadow.copy_(src)
         self.step += 1
         return d
+
+    def _pairs(self, model: nn.Module) -> _Pairs:
+        """The cached (shadow, source) tensor lists for ``model`` (rebuilt if its tensors were replaced)."""
+        cached = self._cache
+        if cached is not None and cached.still_valid(model, self.module):
+            return cached
+        params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        float_shadows: list[torch.Tensor] = []
+        float_sources: list[torch.Tensor] = []
+        copy_shadows: list[torch.Tensor] = []
+        copy_sources: list[torch.Tensor] = []
+        for name, shadow in self.module.named_parameters():
+            if name not in params:
+                raise ValueError(f"EMA.update: the model has no parameter {name!r}; pass the network the EMA copies")
+            if shadow.is_floating_point():
+                float_shadows.append(shadow)
+                float_sources.append(params[name])
+            else:
+                copy_shadows.append(shadow)
+                copy_sources.append(params[name])
+        for name, shadow in self.module.named_buffers():
+            if name not in buffers:
+                raise ValueError(f"EMA.update: the model has no buffer {name!r}; pass the network the EMA copies")
+            copy_shadows.append(shadow)
+            copy_sources.append(buffers[name])
+        self._cache = _Pairs(model, self.module, float_shadows, float_sources, copy_shadows, copy_sources)
+        return self._cache
 
     def state_dict(self) -> dict[str, Any]:
         """Plain state (tensors, numbers, bools): loadable with ``torch.load(weights_only=True)``."""
