@@ -6,7 +6,8 @@ Example:
     >>> res = solve(problem, DiffusionPrior(field), "pigdm", steps=100, n_samples=8, seed=0)  # doctest: +SKIP
 
 Methods (``available_methods()``): ``dps`` (faithful / score mode), ``pigdm``, ``dds``, ``stsl`` (latent
-priors), ``dreamguider`` (no network backprop; reconstructed). ``compatible_methods(problem, prior)`` lists those
+priors), ``dreamguider`` (no network backprop; reconstructed), ``pnp_hvae`` (an iterative solver on an
+:class:`HVAEPrior`). ``compatible_methods(problem, prior)`` lists those
 that can run on a given pair; ``solve`` raises a ``ValueError`` naming what is missing otherwise.
 """
 
@@ -23,6 +24,7 @@ from genlab.inverse.methods import (
     IterativeOutput,
     IterativeSolver,
     PiGDM,
+    PnPHVAE,
     SolveContext,
 )
 from genlab.inverse.operators import (
@@ -41,7 +43,7 @@ from genlab.inverse.operators import (
     gaussian_kernel,
     motion_kernel,
 )
-from genlab.inverse.priors import DiffusionPrior, GMMDenoiser, LatentPrior
+from genlab.inverse.priors import DiffusionPrior, GMMDenoiser, HVAEPrior, LatentPrior
 from genlab.inverse.problem import InverseProblem
 from genlab.inverse.registry import (
     METHODS,
@@ -72,6 +74,7 @@ __all__ = [
     "GaussianNoise",
     "Guidance",
     "GuidedField",
+    "HVAEPrior",
     "Inpainting",
     "InverseProblem",
     "IterativeOutput",
@@ -80,6 +83,7 @@ __all__ = [
     "Operator",
     "PhaseRetrieval",
     "PiGDM",
+    "PnPHVAE",
     "SolveContext",
     "SolveResult",
     "SuperResolution",

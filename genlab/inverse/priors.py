@@ -24,7 +24,7 @@ from genlab.interpolants.schedules import Coeffs
 from genlab.models.field import Field
 from genlab.utils import RandomSource, append_dims, as_time, randn_per_sample
 
-__all__ = ["DiffusionPrior", "GMMDenoiser", "LatentPrior"]
+__all__ = ["DiffusionPrior", "GMMDenoiser", "HVAEPrior", "LatentPrior"]
 
 
 class DiffusionPrior:
@@ -225,3 +225,65 @@ class LatentPrior(DiffusionPrior):
         if self.shape is not None and self.shape != shape:
             raise ValueError(f"the latent prior was built for latent shape {self.shape}; encoding gives {shape}")
         return shape
+
+
+class HVAEPrior:
+    """A hierarchical-VAE prior (PnP-HVAE, ``reference/inverse.md`` §1.8, §2): not a diffusion prior.
+
+    The model must implement the HVAE protocol of :mod:`genlab.models.hvae`: ``n_levels``, ``event_shape``,
+    ``bottom_up(x)`` (encoder activations), ``top_down(acts, select)`` (decoder that asks ``select(level, stats)``
+    for each latent group and returns the decoder mean) — :class:`genlab.models.HVAE` (trained) and
+    :class:`genlab.models.LinearGaussianHVAE` (exact, for tests) both do. PnP-HVAE replaces the decoder's output
+    distribution by ``N(μ_θ(z), γ² I)`` with a fixed ``γ = decoder_std`` (Prost et al., ICCV'23, §4).
+
+    Args:
+        model: The hierarchical VAE.
+        decoder_std: ``γ`` in data units (paper: 3–10/255 of a [0, 1] range; genlab's default 0.04 is
+            ≈ 5/255 of a [-1, 1] range).
+        name: Display name.
+
+    Raises:
+        TypeError: If ``model`` lacks part of the protocol.
+        ValueError: For ``decoder_std ≤ 0``.
+    """
+
+    space: str = "pixel"
+    is_latent: bool = False
+
+    def __init__(self, model: Any, *, decoder_std: float = 0.04, name: str | None = None) -> None:
+        missing = [a for a in ("bottom_up", "top_down") if not callable(getattr(model, a, None))]
+        missing += [a for a in ("n_levels", "event_shape") if not hasattr(model, a)]
+        if missing:
+            raise TypeError(f"model must be a hierarchical VAE (genlab.models.HVAE or LinearGaussianHVAE); "
+                            f"{type(model).__name__} lacks {missing}")
+        ok = isinstance(decoder_std, (int, float)) and not isinstance(decoder_std, bool)
+        if not (ok and decoder_std > 0 and decoder_std < float("inf")):
+            raise ValueError(f"decoder_std must be a finite float > 0 (γ of the Gaussian decoder); got {decoder_std!r}")
+        self.model = model
+        self.decoder_std = float(decoder_std)
+        self.name = name or f"HVAEPrior({type(model).__name__}, {model.n_levels} levels, γ={self.decoder_std:g})"
+
+    @property
+    def n_levels(self) -> int:
+        """Number of latent groups."""
+        return int(self.model.n_levels)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """Per-sample data shape the model was built for."""
+        return tuple(int(s) for s in self.model.event_shape)
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The model's parameters."""
+        return list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
+
+    def state_shape(self, x_shape: Sequence[int]) -> tuple[int, ...]:
+        """``x_shape`` if it is the model's data shape (else a ``ValueError`` naming both)."""
+        shape = tuple(int(s) for s in x_shape)
+        if shape != self.event_shape:
+            raise ValueError(f"the HVAE models data of per-sample shape {self.event_shape}; the problem's x has "
+                             f"shape {shape}: use an operator built for x_shape={self.event_shape}")
+        return shape
+
+    def __repr__(self) -> str:
+        return self.name

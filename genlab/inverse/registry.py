@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genlab.inverse.methods import DDS, DPS, STSL, Dreamguider, Guidance, IterativeSolver, PiGDM
+from genlab.inverse.methods import DDS, DPS, STSL, Dreamguider, Guidance, IterativeSolver, PiGDM, PnPHVAE
 from genlab.inverse.problem import InverseProblem
 from genlab.samplers.base import Sampler
 
@@ -34,7 +34,7 @@ def register_method(cls: type[Guidance | IterativeSolver]) -> type[Guidance | It
     return cls
 
 
-for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider):
+for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider, PnPHVAE):
     register_method(_cls)
 
 

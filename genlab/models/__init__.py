@@ -2,6 +2,7 @@
 
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
 from genlab.models.field import Field, Precond, call_net
+from genlab.models.hvae import HVAE, LinearGaussianHVAE
 from genlab.models.layers import FourierTimeFeatures, make_activation
 from genlab.models.light_sb import LIGHT_SB_LR, LightSB, LightSBDrift, LightSBPlan, light_sb_field
 from genlab.models.mlp import TimeMLP
@@ -18,10 +19,12 @@ __all__ = [
     "EDMPreconditioner",
     "Field",
     "FourierTimeFeatures",
+    "HVAE",
     "LightSB",
     "LightSBDrift",
     "LightSBPlan",
     "LinearAutoEncoder",
+    "LinearGaussianHVAE",
     "MaskedOutput",
     "MultimarginalField",
     "PathConditionedNet",

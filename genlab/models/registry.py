@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
+from genlab.models.hvae import HVAE
 from genlab.models.mlp import TimeMLP
 from genlab.models.simplex_nets import SimplexMLP, SimplexUNet
 from genlab.models.unet import UNet
@@ -137,5 +138,6 @@ register_network("mlp", TimeMLP, aliases=("time_mlp",))
 register_network("unet", UNet, aliases=("unet2d",))
 register_network("autoencoder", AutoEncoder)
 register_network("linear_autoencoder", LinearAutoEncoder)
+register_network("hvae", HVAE)
 register_network("simplex_mlp", SimplexMLP)
 register_network("simplex_unet", SimplexUNet)

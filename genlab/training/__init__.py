@@ -35,6 +35,7 @@ from genlab.training.dsbm import DSBM, DSBMObjective
 from genlab.training.ema import EMA, ema_decay_at
 from genlab.training.engines import DDPEngine, Engine, LocalEngine, get_engine, resolve_device
 from genlab.training.evaluation import distances, sample_metrics, validation_loss
+from genlab.training.hvae import HVAEObjective, LoadedHVAE, load_hvae
 from genlab.training.multimarginal import (
     MultimarginalObjective,
     PathOptimization,
@@ -96,10 +97,12 @@ __all__ = [
     "EvalResult",
     "Hook",
     "InterpolantConfig",
+    "HVAEObjective",
     "InterpolantObjective",
     "JsonlTracker",
     "LocalEngine",
     "LoggingConfig",
+    "LoadedHVAE",
     "LossOutput",
     "MaskedOutput",
     "ModelConfig",
@@ -140,6 +143,7 @@ __all__ = [
     "get_engine",
     "load_checkpoint",
     "load_config",
+    "load_hvae",
     "load_run",
     "lr_factor",
     "make_field",

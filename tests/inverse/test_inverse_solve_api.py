@@ -44,8 +44,8 @@ def cell() -> tuple[testing.GMMInverseProblem, DiffusionPrior, LatentPrior]:
 
 def test_registry_and_compatibility_lists(cell) -> None:
     gp, prior, latent = cell
-    assert available_methods() == ["dds", "dps", "dreamguider", "pigdm", "stsl"]
-    assert compatible_methods(gp.problem, prior) == ["dds", "dps", "dreamguider", "pigdm"]
+    assert available_methods() == ["dds", "dps", "dreamguider", "mcgdiff", "pigdm", "pnp_hvae", "stsl", "tds"]
+    assert compatible_methods(gp.problem, prior) == ["dds", "dps", "dreamguider", "mcgdiff", "pigdm", "tds"]
     assert compatible_methods(gp.problem, latent) == ["dps", "dreamguider", "stsl"]
     assert compatible_methods(gp.problem, prior, sampler="euler") == ["dps", "pigdm"]
     with pytest.raises(ValueError, match="already registered"):

@@ -19,6 +19,7 @@ from genlab.inverse.methods.dps import DPS
 from genlab.inverse.methods.dreamguider import DoGScale, Dreamguider, time_factor
 from genlab.inverse.methods.hutchinson import ESTIMATORS, PROBES, draw_probe, hutchinson_trace
 from genlab.inverse.methods.pigdm import PiGDM
+from genlab.inverse.methods.pnp_hvae import PnPHVAE, latent_step
 from genlab.inverse.methods.stsl import STSL
 
 __all__ = [
@@ -40,10 +41,12 @@ __all__ = [
     "IterativeOutput",
     "IterativeSolver",
     "PiGDM",
+    "PnPHVAE",
     "SolveContext",
     "condition_prediction",
     "draw_probe",
     "hutchinson_trace",
+    "latent_step",
     "resolve_sampler",
     "solve_gram",
     "time_factor",
