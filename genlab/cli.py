@@ -264,7 +264,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             raise ValueError("--preset carries its own grid; drop --grid")
         args.grid = [float(v) for v in preset.times]
     from genlab.training import sample_run
+    from genlab.training.translation import is_translation_run, save_translation_picture
 
+    translation = is_translation_run(args.run)  # unpaired translation: source | target | translated (+ paths)
     res = sample_run(
         args.run,
         sampler=args.sampler,
@@ -275,11 +277,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         out=args.out,
         ema=not args.raw,
         device=args.device,
-        return_trajectory=args.trajectories,
+        return_trajectory=args.trajectories or translation,
         overwrite=args.overwrite,
         **options,
     )
     s = res.samples
+    if translation and out.suffix == ".png":
+        save_translation_picture(args.run, s, out, title=f"{s.sampler}, {s.nfe} NFE (step {res.step})")
     _print_json(
         {
             "sampler": s.sampler,
@@ -364,6 +368,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "metrics": res.metrics,
             "verdict": res.verdict,
             "file": str(res.path),
+            "files": [str(f) for f in res.files],
         }
     )
     return 0

@@ -403,6 +403,13 @@ def _tensor_file(**kw: Any) -> ArrayDataset:
     return TensorFileDataset(**kw)
 
 
+def _unpaired(**kw: Any) -> ArrayDataset:
+    """:class:`genlab.data.unpaired.UnpairedDataset` (lazy import: that module imports this one)."""
+    from genlab.data.unpaired import UnpairedDataset
+
+    return UnpairedDataset(**kw)
+
+
 def _image_folder(**kw: Any) -> ArrayDataset:
     """:class:`genlab.data.folders.ImageFolder` (lazy import: that module imports this one)."""
     from genlab.data.folders import ImageFolder
@@ -433,6 +440,7 @@ _REGISTRY: dict[str, Callable[..., ArrayDataset]] = {
     "image_folder": _image_folder,
     "paired_image_folder": _paired_image_folder,
     "multimarginal": _multimarginal,
+    "unpaired": _unpaired,
     "tensor_file": _tensor_file,
 }
 

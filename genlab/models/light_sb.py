@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from genlab.interpolants import BrownianBridge
 from genlab.models.field import Field
+from genlab.models.registry import register_network
 from genlab.utils import randn_per_sample
 
 __all__ = ["LIGHT_SB_LR", "LightSB", "LightSBDrift", "LightSBPlan", "light_sb_field"]
@@ -117,12 +118,19 @@ class LightSB(nn.Module):
         if isinstance(s_init, bool) or not isinstance(s_init, (int, float)) or not s_init > 0:
             raise ValueError(f"s_init must be a float > 0; got {s_init!r}")
         self.dim, self.n_components, self.eps, self.cov_type = dim, n_components, _check_eps(eps), cov
+        self.s_init = float(s_init)
         self.log_alpha_raw = nn.Parameter(torch.full((n_components,), self.eps * math.log(1.0 / n_components)))
         self.r = nn.Parameter(torch.randn(n_components, dim))
         self.log_s = nn.Parameter(torch.full((n_components, dim), math.log(float(s_init))))
         if cov == "full":
             # O_k = exp(W_k − W_kᵀ) (skew-symmetric generator; W = 0 gives O = I)
             self.rotation_raw = nn.Parameter(torch.zeros(n_components, dim, dim))
+
+    @property
+    def config(self) -> dict[str, object]:
+        """Constructor arguments (``build_network("light_sb", **config)`` rebuilds the architecture)."""
+        return {"dim": self.dim, "n_components": self.n_components, "eps": self.eps, "cov": self.cov_type,
+                "s_init": self.s_init}
 
     # ------------------------------------------------------------------ parameters
     def init_means(self, y: Tensor) -> None:
@@ -214,6 +222,10 @@ class LightSB(nn.Module):
         """
         return self.log_c(x0).mean() - self.log_v(x1).mean()
 
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """:meth:`loss` (so an engine wrapper such as DDP sees the training computation as ``forward``)."""
+        return self.loss(x0, x1)
+
     # ------------------------------------------------------------------ conditional plan
     def plan(self, x: Tensor) -> LightSBPlan:
         """The conditional plan ``π_θ(·|x)`` (paper Prop. 3.2) at a batch of ``x``."""
@@ -303,6 +315,9 @@ class LightSB(nn.Module):
 class LightSBDrift(nn.Module):
     """The Light SB drift as a network ``net(x_t, t) -> g_θ(x_t, t)`` (wrapped by :func:`light_sb_field`).
 
+    States of any per-sample shape with ``dim`` entries (e.g. ``(1, 8, 8)`` images for ``dim = 64``) are
+    flattened for the model and reshaped back.
+
     Args:
         model: A :class:`LightSB` potential.
     """
@@ -316,7 +331,8 @@ class LightSBDrift(nn.Module):
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
         """``g_θ(x_t, t)`` computed in the model's dtype, returned in ``x_t``'s."""
         p = self.model.r
-        return self.model.drift(x_t.to(p.dtype), t.to(p.dtype)).to(x_t.dtype)
+        flat = x_t.reshape(x_t.shape[0], -1) if x_t.ndim > 2 else x_t
+        return self.model.drift(flat.to(p.dtype), t.to(p.dtype)).to(x_t.dtype).reshape(x_t.shape)
 
 
 def light_sb_field(model: LightSB) -> Field:
@@ -335,3 +351,6 @@ def light_sb_field(model: LightSB) -> Field:
     if not isinstance(model, LightSB):
         raise TypeError(f"model must be a LightSB; got {type(model).__name__}")
     return Field(LightSBDrift(model), BrownianBridge(math.sqrt(model.eps)), "drift_fwd", eps=model.eps / 2)
+
+
+register_network("light_sb", LightSB)

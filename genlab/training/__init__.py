@@ -36,6 +36,7 @@ from genlab.training.ema import EMA, ema_decay_at
 from genlab.training.engines import DDPEngine, Engine, LocalEngine, get_engine, resolve_device
 from genlab.training.evaluation import distances, sample_metrics, validation_loss
 from genlab.training.hvae import HVAEObjective, LoadedHVAE, load_hvae
+from genlab.training.light_sb import LightSBObjective
 from genlab.training.multimarginal import (
     MultimarginalObjective,
     PathOptimization,
@@ -102,6 +103,7 @@ __all__ = [
     "JsonlTracker",
     "LocalEngine",
     "LoggingConfig",
+    "LightSBObjective",
     "LoadedHVAE",
     "LossOutput",
     "MaskedOutput",

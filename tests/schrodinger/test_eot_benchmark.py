@@ -86,3 +86,36 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="target_variance"):
         cbw2_uvp(torch.zeros(3, 5, 2), torch.zeros(3, 2), torch.zeros(3, 2, 2), 0.0)
     assert math.isfinite(cbw2_uvp(torch.randn(3, 5, 2, dtype=DT), torch.zeros(3, 2), torch.eye(2).expand(3, 2, 2), 1.0))
+
+
+@pytest.mark.parametrize("eps", [0.1, 10.0])
+def test_gushchin_construction_is_heat_kernel_times_mixture(eps: float) -> None:
+    """Default construction: log π*(y|x) = −|x−y|²/(2ε) + log Σ_k p_k N(y | μ_k, Σ_k) + const(x), with the
+    potential's (μ_k, Σ_k) recovered from the stored Light SB parameters (Σ = εS/(1 − S), μ = r(Σ + ε)/ε)."""
+    bench = eot_benchmark(3, eps, seed=2)
+    g = torch.Generator().manual_seed(0)
+    x = bench.sample_source(7, generator=g)
+    y = x + torch.randn(7, 3, generator=g, dtype=DT)
+    s = bench.truth.log_s.exp()
+    var = eps * s / (1 - s)
+    assert bool(((var > 0.5 - 1e-9) & (var < 1.5 + 1e-9)).all())
+    mu = bench.truth.r * (var + eps) / eps
+    pot = torch.distributions.Normal(mu[None], var.sqrt()[None]).log_prob(y[:, None, :]).sum(-1)
+    expected = -((x - y) ** 2).sum(-1) / (2 * eps) + torch.logsumexp(pot + math.log(1 / 5), -1)
+    with torch.no_grad():
+        got = _mixture_log_density(bench, x, y)
+        got2 = _mixture_log_density(bench, x, y + 0.1)
+        exp2 = -((x - y - 0.1) ** 2).sum(-1) / (2 * eps) + torch.logsumexp(
+            torch.distributions.Normal(mu[None], var.sqrt()[None]).log_prob((y + 0.1)[:, None, :]).sum(-1)
+            + math.log(1 / 5), -1)
+    # same function of y up to a constant in x: differences in y agree
+    torch.testing.assert_close(got2 - got, exp2 - expected, atol=1e-9, rtol=1e-9)
+    # component weights at small ε stay smooth: logits ∝ log N(x | μ_k, Σ_k + εI), O(1) in ε
+    old = eot_benchmark(3, 0.1, seed=2, construction="light_sb")
+    new = eot_benchmark(3, 0.1, seed=2)
+    xs = new.sample_source(500, generator=torch.Generator().manual_seed(1))
+    top_new = new.truth.plan(xs).log_weights.exp().max(-1).values.mean()
+    top_old = old.truth.plan(xs).log_weights.exp().max(-1).values.mean()
+    assert float(top_old) > 0.9 and float(top_new) < 0.6  # measured 0.94 vs 0.46 at D = 3
+    with pytest.raises(ValueError, match="construction"):
+        eot_benchmark(3, 0.1, construction="paper")
