@@ -38,6 +38,12 @@ for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider, PnPHVAE):
     register_method(_cls)
 
 
+from genlab.inverse.methods import TDS, MCGdiff  # noqa: E402  (issue 13: SMC samplers that converge)
+
+for _cls in (MCGdiff, TDS):
+    register_method(_cls)
+
+
 def available_methods() -> list[str]:
     """Registered method names."""
     return sorted(METHODS)

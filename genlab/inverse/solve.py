@@ -48,6 +48,10 @@ class SolveResult:
         n_jvp: Forward-over-reverse products (STSL's exact Hutchinson probes).
         latents: Final latent state for latent priors.
         trajectory: States at every grid time (when requested).
+        particles: SMC samplers (``mcgdiff``, ``tds``): final particles ``(n_samples, n_particles, *x_shape)``.
+        weights: SMC samplers: normalised final weights ``(n_samples, n_particles)``.
+        ess: SMC samplers: effective sample size after each step's reweighting ``(steps, n_samples)``.
+        n_resampled: SMC samplers: number of (step, sample) resampling events.
         files: Files written for this result (the picture of ``solve(..., picture=)`` / :meth:`save_picture`).
     """
 
@@ -60,6 +64,10 @@ class SolveResult:
     n_jvp: int = 0
     latents: Tensor | None = None
     trajectory: list[Tensor] | None = None
+    particles: Tensor | None = None
+    weights: Tensor | None = None
+    ess: Tensor | None = None
+    n_resampled: int = 0
     files: list[Path] = field(default_factory=list)
     particles: Tensor | None = None
     weights: Tensor | None = None
@@ -148,6 +156,12 @@ def solve(
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
     m = get_method(method, **kw)
+    if isinstance(m, IterativeSolver) and "steps" in m.DEFAULTS:  # SMC samplers: solve()'s steps/t_end are theirs
+        routed = {k: v for k, v in (("steps", steps), ("t_end", t_end)) if v is not None and k in m.DEFAULTS}
+        if routed:
+            m = type(m)(**{**m.options, **routed})
+            steps = None if "steps" in routed else steps
+            t_end = None if "t_end" in routed else t_end
     if generator is None and seed is not None:
         generator = torch.Generator().manual_seed(int(seed))
     if isinstance(m, IterativeSolver):
@@ -259,4 +273,6 @@ def _run_iterative(
     config = {"method": m.name, "options": m.config(), "n_samples": n_samples, "seed": seed,
               "prior": repr(prior), "problem": repr(problem), "sigma": problem.sigma}
     return SolveResult(samples=out.samples, nfe=out.nfe, n_vjp=out.n_vjp, wall_time=wall,
-                       diagnostics=out.diagnostics, config=config, latents=out.latents)
+                       diagnostics=out.diagnostics, config=config, latents=out.latents,
+                       particles=getattr(out, "particles", None), weights=getattr(out, "weights", None),
+                       ess=getattr(out, "ess", None), n_resampled=getattr(out, "n_resampled", 0))

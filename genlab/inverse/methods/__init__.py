@@ -20,6 +20,7 @@ from genlab.inverse.methods.dreamguider import DoGScale, Dreamguider, time_facto
 from genlab.inverse.methods.hutchinson import ESTIMATORS, PROBES, draw_probe, hutchinson_trace
 from genlab.inverse.methods.pigdm import PiGDM
 from genlab.inverse.methods.pnp_hvae import PnPHVAE, latent_step
+from genlab.inverse.methods.smc import TDS, MCGdiff, SMCOutput, SMCSolver, effective_sample_size, systematic_resample
 from genlab.inverse.methods.stsl import STSL
 
 __all__ = [
@@ -40,14 +41,20 @@ __all__ = [
     "GuideOutput",
     "IterativeOutput",
     "IterativeSolver",
+    "MCGdiff",
     "PiGDM",
     "PnPHVAE",
+    "SMCOutput",
+    "SMCSolver",
     "SolveContext",
+    "TDS",
     "condition_prediction",
     "draw_probe",
+    "effective_sample_size",
     "hutchinson_trace",
     "latent_step",
     "resolve_sampler",
     "solve_gram",
+    "systematic_resample",
     "time_factor",
 ]
