@@ -9,6 +9,10 @@ Algorithm 1), and the network may additionally see a conditioning input ``ξ`` (
 * :class:`MaskedCoupling` — inpainting, ``x0 = ξ∘x1 + (1−ξ)∘ζ`` with a random tile mask ``ξ`` (§4.1).
 
 Paper experiments use ``γ ≡ 0``: ``I_t = α_t x0 + β_t x1`` (Eq. 20); any genlab interpolant takes these pairs.
+
+Every coupling here takes ``coupled=False`` for the paper's baseline (§4.1-4.2, "uncoupled"): ``x0 = ζ`` is pure
+Gaussian noise independent of ``x1``, and the network receives the same conditioning input ``ξ`` as the coupled
+model, so the two differ only in the coupling.
 """
 
 from __future__ import annotations
@@ -76,19 +80,32 @@ class DataDependent(Coupling):
         m: Map ``x1 ↦ m(x1)`` returning a tensor of ``x1``'s shape.
         sigma: Noise scale ``σ >= 0``; ``σ = 0`` gives ``x0 = m(x1)`` exactly (no noise drawn).
         cond: Return ``m(x1)`` as the conditioning input ``cond``.
+        coupled: ``False``: the uncoupled baseline, ``x0 = ζ`` (independent Gaussian noise) with the same
+            ``cond = m(x1)`` (needs ``cond=True``; ``sigma`` is then unused).
     """
 
-    def __init__(self, m: Callable[[Tensor], Tensor], sigma: float, *, cond: bool = True) -> None:
+    def __init__(
+        self, m: Callable[[Tensor], Tensor], sigma: float, *, cond: bool = True, coupled: bool = True
+    ) -> None:
         if not callable(m):
             raise TypeError(f"m must be a callable x1 -> m(x1); got {type(m).__name__}")
         if not isinstance(cond, bool):
             raise TypeError(f"cond must be a bool; got {type(cond).__name__}")
+        if not isinstance(coupled, bool):
+            raise TypeError(f"coupled must be a bool; got {type(coupled).__name__}")
+        if not coupled and not cond:
+            raise ValueError(
+                "coupled=False (the uncoupled baseline) starts from pure noise, so the network needs the "
+                "observation as input: pass cond=True"
+            )
         self.m = m
         self.sigma = _check_sigma(sigma)
         self.cond = cond
+        self.coupled = coupled
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(m={self.m!r}, sigma={self.sigma}, cond={self.cond})"
+        extra = "" if self.coupled else ", coupled=False"
+        return f"{type(self).__name__}(m={self.m!r}, sigma={self.sigma}, cond={self.cond}{extra})"
 
     def _apply_m(self, x1: Tensor) -> Tensor:
         m_x1 = self.m(x1)
@@ -109,10 +126,13 @@ class DataDependent(Coupling):
             generator: Optional random generator for ``ζ``.
 
         Returns:
-            ``(x0, cond)`` with ``x0 = observation + σζ`` and ``cond = observation`` (``None`` if ``cond=False``).
+            ``(x0, cond)`` with ``x0 = observation + σζ`` (``coupled=False``: ``x0 = ζ``) and
+            ``cond = observation`` (``None`` if ``cond=False``).
         """
         if not isinstance(observation, Tensor) or not torch.is_floating_point(observation):
             raise TypeError(f"{type(self).__name__}.source: observation must be a floating-point tensor")
+        if not self.coupled:
+            return randn_like_per_sample(observation, generator=generator), observation
         x0 = (
             observation.clone()
             if self.sigma == 0
@@ -214,6 +234,7 @@ class SuperResolution(DataDependent):
         sigma: Noise scale ``σ >= 0``.
         mode: ``"nearest"`` or ``"bilinear"`` up-sampling.
         cond: Return ``U(D(x1))`` as ``cond``.
+        coupled: ``False``: the uncoupled baseline (``x0 = ζ``, same ``cond``).
     """
 
     def __init__(
@@ -223,8 +244,9 @@ class SuperResolution(DataDependent):
         *,
         mode: Literal["nearest", "bilinear"] = "nearest",
         cond: bool = True,
+        coupled: bool = True,
     ) -> None:
-        super().__init__(downsample_map(factor, mode=mode), sigma, cond=cond)
+        super().__init__(downsample_map(factor, mode=mode), sigma, cond=cond, coupled=coupled)
 
 
 def _tile_grid(tiles: int | tuple[int, int]) -> tuple[int, int]:
@@ -344,6 +366,9 @@ class MaskedCoupling(Coupling):
         tiles: Number of tiles (perfect square) or ``(rows, cols)``; paper: 64.
         p: Probability that a tile is masked; paper: 0.3.
         cond: ``"image_and_mask"``, ``"mask"`` or ``"none"``.
+        coupled: ``False``: the uncoupled baseline: ``x0 = ζ`` on every pixel, the same ``cond`` (must not be
+            ``"none"``), and no ``mask`` in the sample (every pixel moves, so the loss counts every pixel and the
+            velocity is not masked).
     """
 
     def __init__(
@@ -352,15 +377,25 @@ class MaskedCoupling(Coupling):
         p: float = 0.3,
         *,
         cond: Literal["image_and_mask", "mask", "none"] = "image_and_mask",
+        coupled: bool = True,
     ) -> None:
         self.tiles = _tile_grid(tiles)
         self.p = _check_p(p)
         if cond not in ("image_and_mask", "mask", "none"):
             raise ValueError(f"cond must be 'image_and_mask', 'mask' or 'none'; got {cond!r}")
+        if not isinstance(coupled, bool):
+            raise TypeError(f"coupled must be a bool; got {type(coupled).__name__}")
+        if not coupled and cond != "image_and_mask":
+            raise ValueError(
+                "coupled=False (the uncoupled baseline) starts from pure noise, so the network needs the observed "
+                "image and the mask as input: pass cond='image_and_mask'"
+            )
         self.cond = cond
+        self.coupled = coupled
 
     def __repr__(self) -> str:
-        return f"MaskedCoupling(tiles={self.tiles}, p={self.p}, cond={self.cond!r})"
+        extra = "" if self.coupled else ", coupled=False"
+        return f"MaskedCoupling(tiles={self.tiles}, p={self.p}, cond={self.cond!r}{extra})"
 
     def _cond(self, x_obs: Tensor, mask: Tensor) -> Tensor | None:
         if self.cond == "none":
@@ -387,7 +422,7 @@ class MaskedCoupling(Coupling):
         _check_image(mask, name="mask", who="MaskedCoupling.source")
         mask = mask.to(device=observation.device, dtype=observation.dtype)
         zeta = randn_like_per_sample(observation, generator=generator)
-        x0 = torch.where(mask.bool(), observation, zeta)
+        x0 = zeta if not self.coupled else torch.where(mask.bool(), observation, zeta)
         return x0, self._cond(observation, mask)
 
     def sample(self, batch: object, *, generator: torch.Generator | None = None) -> CouplingSample:
@@ -414,5 +449,7 @@ class MaskedCoupling(Coupling):
                 zs.append(torch.randn(x1.shape[1:], generator=generator, device=gdev, dtype=x1.dtype))
             u, zeta = torch.stack(us).to(x1.device), torch.stack(zs).to(x1.device)
         mask = _expand_tiles((u >= self.p).to(x1.dtype), x1.shape[-2], x1.shape[-1])
+        if not self.coupled:
+            return CouplingSample(x0=zeta, x1=x1, cond=self._cond(x1, mask))
         x0 = torch.where(mask.bool(), x1, zeta)
         return CouplingSample(x0=x0, x1=x1, cond=self._cond(x1, mask), mask=mask)

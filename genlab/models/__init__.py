@@ -1,6 +1,7 @@
 """Networks: a time-conditioned MLP, a float-time diffusers U-Net wrapper, autoencoders, and a registry."""
 
 from genlab.models.autoencoder import AutoEncoder, LinearAutoEncoder
+from genlab.models.bridge_precond import BridgeCoeffs, DDBMPrecond, bridge_coeffs, bridge_loss_weight
 from genlab.models.field import Field, Precond, call_net
 from genlab.models.hvae import HVAE, LinearGaussianHVAE
 from genlab.models.layers import FourierTimeFeatures, make_activation
@@ -15,6 +16,8 @@ from genlab.models.unet import UNet
 __all__ = [
     "LIGHT_SB_LR",
     "AutoEncoder",
+    "BridgeCoeffs",
+    "DDBMPrecond",
     "EDMPrecond",
     "EDMPreconditioner",
     "Field",
@@ -34,6 +37,8 @@ __all__ = [
     "TimeMLP",
     "UNet",
     "available_networks",
+    "bridge_coeffs",
+    "bridge_loss_weight",
     "build_network",
     "call_net",
     "edm_coeffs",

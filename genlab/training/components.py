@@ -15,10 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
-from genlab.couplings import Coupling, CouplingSample, MaskedCoupling, get_coupling
+from genlab.couplings import Coupling, CouplingSample, Independent, MaskedCoupling, Paired, get_coupling
 from genlab.data import ArrayDataset, Split, get_split
 from genlab.interpolants import Interpolant, build_interpolant
 from genlab.models import Field, build_network, network_config
+from genlab.models.bridge_precond import DDBMPrecond
 from genlab.models.precond import EDMPrecond, MaskedOutput
 from genlab.training.config import RunConfig
 
@@ -29,6 +30,7 @@ __all__ = [
     "item_index",
     "make_cond",
     "make_field",
+    "make_precond",
     "network_inputs",
     "split_labels",
     "to_device",
@@ -158,20 +160,68 @@ def _infer_kwargs(name: str, given: dict[str, Any], x1: Tensor, cond_input: Tens
     return inferred
 
 
+def make_precond(config: RunConfig, components: Components) -> EDMPrecond | DDBMPrecond | None:
+    """The run's preconditioning (``model.precond``): EDM's, DDBM's bridge one, or ``None``.
+
+    It owns the training law that goes with it (``loss_weight``; DDBM also ``train_times``), which the
+    objective reads from here rather than from the config.
+    """
+    model = config.model
+    if model.precond == "edm":
+        return EDMPrecond(components.interpolant, sigma_data=model.sigma_data)
+    if model.precond == "ddbm":
+        return DDBMPrecond(components.interpolant, sigma_data=model.sigma_data)
+    return None
+
+
 def make_field(net: nn.Module, config: RunConfig, components: Components) -> Field:
     """The Field of ``net`` (raw or EMA weights) with the run's output masking and preconditioning.
 
-    The EDM preconditioning (``model.precond: edm``) enters as ``Field(precond=EDMPrecond(...))``, so sampling
-    and guidance call the same function training fitted.
+    The EDM or DDBM preconditioning (``model.precond: edm | ddbm``) enters as ``Field(precond=...)``
+    (:func:`make_precond`), so sampling and guidance call the same function training fitted.
     """
     model = config.model
     if components.masked_output:
         net = MaskedOutput(net)
-    precond = (
-        EDMPrecond(components.interpolant, sigma_data=model.sigma_data) if model.precond == "edm" else None
-    )
+    precond = make_precond(config, components)
     x1_range = tuple(model.x1_range) if model.x1_range is not None else None
     return Field(net, components.interpolant, model.kind, precond=precond, eps=model.eps, x1_range=x1_range)
+
+
+def _check_bridge_source(config: RunConfig, interpolant: Interpolant, coupling: Coupling, dataset: Dataset) -> None:
+    """A bridge's x0 is the known condition: it must come from the data (a paired dataset or a data map)."""
+    if not interpolant.conditional_source:
+        return
+    if isinstance(coupling, Independent):
+        raise ValueError(
+            f"interpolant {interpolant.name!r} is a bridge from a known condition x0, but coupling 'independent' "
+            "draws x0 as noise, not a condition; use coupling: paired with a paired dataset (edges_digits, "
+            "lowres_digits, masked_digits)"
+        )
+    if isinstance(coupling, Paired) and item_index(dataset, "x0") is None:
+        raise ValueError(
+            f"interpolant {interpolant.name!r} is a bridge from a known condition x0, but data {config.data.name!r} "
+            "yields no x0 (no condition); use a paired dataset (edges_digits, lowres_digits, masked_digits)"
+        )
+
+
+def _check_condition(config: RunConfig, interpolant: Interpolant, net: nn.Module, cond_input: Tensor | None) -> None:
+    """A channel-conditioned network must take exactly the condition the coupling builds (bridges: x0)."""
+    channels = getattr(net, "cond_channels", None)
+    if channels is None:
+        return
+    given = 0 if cond_input is None or cond_input.ndim != 4 else int(cond_input.shape[1])
+    if interpolant.conditional_source and given == 0:
+        raise ValueError(
+            f"interpolant {interpolant.name!r} is a bridge from a known condition x0, but the data "
+            f"{config.data.name!r} with coupling {config.coupling.name!r} gives the network no condition image; "
+            "use a paired dataset (edges_digits, lowres_digits, masked_digits) with coupling: paired"
+        )
+    if channels != given:
+        raise ValueError(
+            f"model.cond_channels={channels} but the coupling {config.coupling.name!r} gives a condition with "
+            f"{given} channel(s); drop model.cond_channels (it is inferred) or set it to {given}"
+        )
 
 
 def build_components(config: RunConfig, *, network: dict[str, Any] | None = None) -> Components:
@@ -198,9 +248,13 @@ def build_components(config: RunConfig, *, network: dict[str, Any] | None = None
     coupling = get_coupling(config.coupling.name, **config.coupling.kwargs)
     example = collate(split.train, torch.arange(min(2, len(split.train))))
     example, labels = split_labels(example, split.train)
+    _check_bridge_source(config, interpolant, coupling, split.train)
     pair = coupling.sample(example, generator=torch.Generator().manual_seed(0))
     masked_output = (
-        isinstance(coupling, MaskedCoupling) and coupling.cond != "none" and config.model.kind == "velocity"
+        isinstance(coupling, MaskedCoupling)
+        and coupling.cond != "none"
+        and getattr(coupling, "coupled", True)
+        and config.model.kind == "velocity"
     )
     if network is None:
         kwargs = dict(config.model.kwargs)
@@ -209,6 +263,7 @@ def build_components(config: RunConfig, *, network: dict[str, Any] | None = None
         net = build_network(config.model.name, **kwargs)
     else:
         net = build_network(dict(network))
+    _check_condition(config, interpolant, net, network_inputs(interpolant, pair))
     needs_labels = getattr(net, "num_classes", None) is not None
     if needs_labels and labels is None:
         raise ValueError(

@@ -20,8 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.models import Field
-from genlab.models.precond import edm_loss_weight
-from genlab.training.components import Components, make_cond, make_field, split_labels
+from genlab.training.components import Components, make_cond, make_field, make_precond, split_labels
 from genlab.training.config import RunConfig
 from genlab.utils import check_finite
 
@@ -200,8 +199,10 @@ class InterpolantObjective(ObjectiveBase):
 
     One evaluation: pair the batch with the coupling, draw times, sample the path, evaluate the Field and take
     the interpolant's quadratic loss (``Interpolant.loss``, reference/interpolants.md §1.3) of the Field's
-    kind. The coupling's mask (inpainting) restricts the loss to the generated pixels; the EDM preconditioning
-    brings its loss weight λ = 1/c_out² (Karras et al. 2022, Table 1). One module, ``"model"`` (the run's
+    kind. The coupling's mask (inpainting) restricts the loss to the generated pixels; a preconditioning
+    (``model.precond``, the one the Field carries) brings its loss weight: EDM's λ = 1/c_out² (Karras et al.
+    2022, Table 1), DDBM's ``bridge_karras`` λ = 1/c_out² (Zhou et al. 2024, App. A.4), and DDBM's also its
+    training times τ ~ U[τ_min, T] when ``train.t_sampling`` is ``uniform``. One module, ``"model"`` (the run's
     network), and no state of its own.
 
     Args:
@@ -278,15 +279,20 @@ class InterpolantObjective(ObjectiveBase):
             labels = None
         pair = self.coupling.sample(data, generator=generator)
         x1 = pair.x1
-        t = sample_times(
-            x1.shape[0],
-            law=tcfg.t_sampling,
-            eps=tcfg.t_eps,
-            mean=tcfg.t_mean,
-            std=tcfg.t_std,
-            generator=generator,
-            device=x1.device,
-        )
+        precond = make_precond(self.config, comp)
+        if tcfg.t_sampling == "uniform" and hasattr(precond, "train_times"):
+            # the preconditioning's own law (DDBM: τ ~ U[τ_min, T], "real-uniform")
+            t = precond.train_times(x1.shape[0], generator=generator, device=x1.device)
+        else:
+            t = sample_times(
+                x1.shape[0],
+                law=tcfg.t_sampling,
+                eps=tcfg.t_eps,
+                mean=tcfg.t_mean,
+                std=tcfg.t_std,
+                generator=generator,
+                device=x1.device,
+            )
         path = comp.interpolant.sample(pair.x0, x1, t, generator=generator, antithetic=anti)
         cond = make_cond(comp.interpolant, pair, labels)
         mask = pair.mask
@@ -297,11 +303,7 @@ class InterpolantObjective(ObjectiveBase):
         else:
             with autocast():
                 pred = model(path.x_t, path.t, cond)
-        weight = None
-        if self.config.model.precond == "edm":
-            weight = edm_loss_weight(
-                comp.interpolant, path.t, path.x_t, sigma_data=self.config.model.sigma_data
-            )
+        weight = None if precond is None else precond.loss_weight(path.t, path.x_t)
         loss_mask = None if mask is None else (1.0 - mask.to(path.x_t.dtype)).expand_as(path.x_t)
         loss = comp.interpolant.loss(pred.to(path.x_t.dtype), path, comp.kind, weight=weight, mask=loss_mask)
         check_finite(loss, name="training loss")
