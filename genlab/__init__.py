@@ -32,6 +32,16 @@ _LAZY: dict[str, tuple[str, str]] = {
     "train": ("genlab.training", "train"),
     "evaluate": ("genlab.training", "evaluate"),
     "load_run": ("genlab.training", "load_run"),
+    "export_run": ("genlab.training.export", "export_run"),
+    # data and metrics
+    "get_dataset": ("genlab.data", "get_dataset"),
+    "get_split": ("genlab.data", "get_split"),
+    "MNIST5kDataset": ("genlab.data", "MNIST5kDataset"),
+    "MNIST5kPairs": ("genlab.data", "MNIST5kPairs"),
+    "ImageFolder": ("genlab.data", "ImageFolder"),
+    "PairedImageFolder": ("genlab.data", "PairedImageFolder"),
+    "MnistFD": ("genlab.metrics", "MnistFD"),
+    "DigitsFD": ("genlab.metrics", "DigitsFD"),
     # inverse problems
     "solve": ("genlab.inverse", "solve"),
     "InverseProblem": ("genlab.inverse", "InverseProblem"),

@@ -24,6 +24,7 @@ from genlab.metrics.distances import (
 from genlab.metrics.eot import bw2, cbw2_uvp, gaussian_fit
 from genlab.metrics.image import psnr, ssim
 from genlab.metrics.likelihood import bits_per_dim, nll, nll_to_bits_per_dim
+from genlab.metrics.mnist import MnistClassifier, MnistFD, mnist_classifier_metadata
 from genlab.metrics.twosample import (
     C2STResult,
     DensityCoverage,
@@ -51,6 +52,8 @@ __all__ = [
     "Estimate",
     "GaussianMoments",
     "MetricReport",
+    "MnistClassifier",
+    "MnistFD",
     "PrecisionRecall",
     "Verdict",
     "bits_per_dim",
@@ -73,6 +76,7 @@ __all__ = [
     "gaussian_w2_samples",
     "mmd",
     "mmd2",
+    "mnist_classifier_metadata",
     "nll",
     "nll_to_bits_per_dim",
     "precision_recall",
