@@ -10,6 +10,8 @@ Per step: the rank's batch for this step (:class:`~genlab.training.batches.StepB
 backward / clip / AdamW step of the modules it trains through the engine, their LR schedules and EMA updates. Every ``log_every`` steps the loss (averaged over the interval and the ranks), learning rate,
 gradient norm, EMA decay and it/s go to the trackers; every ``sample_every`` steps rank 0 writes a picture;
 every ``eval_every`` steps it evaluates; every ``ckpt_every`` steps (and at the end) it writes a checkpoint.
+The step's bookkeeping is :mod:`genlab.training.fastpath`: fused AdamW where PyTorch has the kernel (else the
+multi-tensor one), a multi-tensor gradient clip and EMA update (bit for bit the per-tensor versions).
 
 Reproducibility: the data order is a function of ``(seed, step)``, the training noise comes from a generator
 seeded with ``seed + rank``, and checkpoints hold model, EMA, optimiser, scheduler, step and every random
