@@ -369,6 +369,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "verdict": res.verdict,
             "file": str(res.path),
             "files": [str(f) for f in res.files],
+            "files": [str(f) for f in res.files],
         }
     )
     return 0

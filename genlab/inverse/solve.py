@@ -27,6 +27,7 @@ from genlab.inverse.methods.base import resolve_sampler
 from genlab.inverse.priors import DiffusionPrior
 from genlab.inverse.problem import InverseProblem
 from genlab.inverse.registry import get_method, missing_requirements
+from genlab.progress import ProgressBar
 from genlab.samplers.base import Sampler, StepInfo
 from genlab.samplers.grids import make_grid
 from genlab.utils import NoiseStream
@@ -107,6 +108,7 @@ def solve(
     return_trajectory: bool = False,
     picture: str | Path | None = None,
     ground_truth: Tensor | None = None,
+    progress: bool | None = None,
     **kw: Any,
 ) -> SolveResult:
     """Draw ``n_samples`` approximate posterior samples of ``problem`` under ``prior`` with ``method``.
@@ -133,6 +135,7 @@ def solve(
         picture: Write measurement | samples | posterior mean/std | ground truth to this PNG (named in
             ``SolveResult.files``).
         ground_truth: The unknown ``x``, shown in the picture when given.
+        progress: Bar over the sampler's steps (``None``: when stderr is a terminal, rank 0 only).
         **kw: The method's hyper-parameters (see its ``DEFAULTS``); an unknown key is an error.
 
     Returns:
@@ -149,7 +152,7 @@ def solve(
             raise ValueError(f"picture must be a .png path; got {str(picture)!r}")
         result = solve(problem, prior, method, sampler, steps, n_samples, seed, eta=eta, generator=generator,
                        grid=grid, t_start=t_start, t_end=t_end, callback=callback,
-                       return_trajectory=return_trajectory, **kw)
+                       return_trajectory=return_trajectory, progress=progress, **kw)
         result.save_picture(problem, picture, ground_truth=ground_truth)
         return result
 
@@ -206,10 +209,11 @@ def solve(
     with torch.no_grad():
         m.setup(ctx)
         x_init = m.init_state(ctx)
-    run = smp.sample(guided, x_init, times, generator=streams, callback=callback,
-                     return_trajectory=return_trajectory,
-                     hook=guided.hook if m.placement == "hook" else None,
-                     transition=guided.transition if m.placement == "transition" else None)
+    with ProgressBar(int(times.numel() - 1), desc=f"solving ({m.name})", progress=progress, then=callback) as bar:
+        run = smp.sample(guided, x_init, times, generator=streams, callback=bar.callback(),
+                         return_trajectory=return_trajectory,
+                         hook=guided.hook if m.placement == "hook" else None,
+                         transition=guided.transition if m.placement == "transition" else None)
     x = run.x.detach()
     samples = m.finalize(x, ctx)
     wall = time.perf_counter() - start

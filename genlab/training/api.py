@@ -25,6 +25,7 @@ import torch
 from genlab.checks import check_count, check_device, check_metrics
 from genlab.metrics import Estimate, estimate
 from genlab.models import Field
+from genlab.progress import track
 from genlab.training.checkpoint import CheckpointManager, RunLock, load_checkpoint
 from genlab.training.components import Components, build_components
 from genlab.training.config import EVAL_METRICS, RunConfig, load_config
@@ -42,7 +43,7 @@ from genlab.training.sampling import Samples, draw_samples, reference_data, save
 from genlab.training.trainer import Hook, Trainer, TrainResult, checkpoint_key
 from genlab.utils import atomic_write
 
-__all__ = ["EvalResult", "Run", "RunSamples", "evaluate", "load_run", "sample_run", "train"]
+__all__ = ["EvalResult", "Run", "RunSamples", "evaluate", "load_run", "loss_curve", "sample_run", "train"]
 
 
 def train(
@@ -268,6 +269,7 @@ def sample_run(
     ema: bool = True,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    progress: bool | None = None,
     **options: Any,
 ) -> RunSamples:
     """Sample a trained run with any registered sampler (defaults from the run's ``sample`` section).
@@ -288,6 +290,7 @@ def sample_run(
         ema: Use the EMA weights (when loading from a folder).
         device: Device (when loading from a folder).
         overwrite: Replace existing output files (else an existing ``out`` or ``<stem>.pt`` is refused).
+        progress: Bar over the sampler's steps (``None``: when stderr is a terminal, rank 0 only).
         **options: Sampler constructor options (override ``sample.options``).
 
     Returns:
@@ -323,6 +326,7 @@ def sample_run(
         grid_options=scfg.grid_options,
         options={**scfg.options, **options},
         return_trajectory=return_trajectory,
+        progress=progress,
     )
     files: list[Path] = []
     if out is not None:
@@ -376,6 +380,7 @@ class EvalResult:
         verdict: One line over all sample-set metrics ("within noise of the data ..." or which are worse).
         seeds: The sample seeds used.
         path: ``eval.json`` written in the run folder (``None`` with ``write=False``).
+        files: Pictures written beside it (``eval_samples.png``, ``eval_loss.png``).
     """
 
     metrics: dict[str, float]
@@ -390,6 +395,7 @@ class EvalResult:
     verdict: str = ""
     seeds: list[int] = field(default_factory=list)
     path: Path | None = None
+    files: list[Path] = field(default_factory=list)
 
     def table(self) -> str:
         """The sample-set metrics as a plain-text table with the verdict line."""
@@ -399,7 +405,8 @@ class EvalResult:
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready form (what ``eval.json`` holds)."""
-        out = {k: v for k, v in self.__dict__.items() if k not in ("path", "reports", "paired")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("path", "reports", "paired", "files")}
+        out["files"] = [str(f) for f in self.files]
         out["reports"] = {k: r.to_dict() for k, r in self.reports.items()}
         out["paired"] = {k: e.to_dict() for k, e in self.paired.items()}
         return out
@@ -416,6 +423,7 @@ def evaluate(
     metrics: str | Sequence[str] | None = None,
     write: bool = True,
     device: str | torch.device = "cpu",
+    progress: bool | None = None,
 ) -> EvalResult:
     """Evaluate a run's EMA Field against its held-out data (defaults from the ``eval``/``sample`` sections).
 
@@ -428,8 +436,10 @@ def evaluate(
         seeds: Number of sample sets behind each metric's mean ± interval (default ``eval.seeds``).
         metrics: Subset of ``sw``, ``mmd``, ``energy``, ``val_loss``, ``mse``, ``psnr``: a list, one name
             or a comma-separated string (an unknown name raises before anything is sampled or written).
-        write: Write ``<run>/eval.json``.
+        write: Write ``<run>/eval.json`` and, beside it, ``eval_samples.png`` (the first seed's samples) and
+            ``eval_loss.png`` (the training loss curve from ``metrics.jsonl``), named in ``EvalResult.files``.
         device: Device (when loading from a folder).
+        progress: Bar over the sample seeds (``None``: when stderr is a terminal, rank 0 only).
 
     Returns:
         :class:`EvalResult`.
@@ -459,7 +469,7 @@ def evaluate(
             grid_options=scfg.grid_options,
             options=scfg.options,
         )
-        for s in seed_list
+        for s in track(seed_list, desc="evaluating (sample seeds)", progress=progress)
     ]
     smp = sets[0]
     split = loaded.components.split
@@ -497,8 +507,75 @@ def evaluate(
         seeds=seed_list,
     )
     if write:
+        result.files = _eval_pictures(loaded, smp)
         path = loaded.run_dir / "eval.json"
         with atomic_write(path, "w") as fh:
             json.dump(result.to_json(), fh, indent=2)
         result.path = path
     return result
+
+
+def _eval_pictures(loaded: Run, smp: Samples) -> list[Path]:
+    """``eval_samples.png`` and ``eval_loss.png`` in the run folder (skipped without matplotlib)."""
+    try:
+        from genlab.viz import require_matplotlib
+
+        require_matplotlib()
+    except ImportError:
+        return []
+    files: list[Path] = []
+    pic = save_picture(
+        smp.x.cpu(),
+        loaded.run_dir / "eval_samples.png",
+        reference=reference_data(loaded.components.split.test, smp.x.shape[0]),
+        title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})",
+    )
+    if pic is not None:
+        files.append(Path(pic))
+    curve = loss_curve(loaded.run_dir / "metrics.jsonl", loaded.run_dir / "eval_loss.png")
+    if curve is not None:
+        files.append(curve)
+    return files
+
+
+def loss_curve(metrics: str | Path, out: str | Path, *, keys: Sequence[str] = ("loss", "val_loss")) -> Path | None:
+    """Plot the training records of ``metrics.jsonl`` (loss, and validation loss when logged) to ``out`` (PNG).
+
+    Args:
+        metrics: The run's ``metrics.jsonl``.
+        out: Output PNG.
+        keys: Record keys to draw (those absent are skipped).
+
+    Returns:
+        The written path, or ``None`` when the file is missing or holds none of ``keys``.
+    """
+    metrics = Path(metrics)
+    if not metrics.is_file():
+        return None
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a record cut by a crash
+        for k in keys:
+            v = rec.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                steps, values = series.setdefault(k, ([], []))
+                steps.append(int(rec.get("step", len(steps))))
+                values.append(float(v))
+    if not series:
+        return None
+    from genlab.viz import require_matplotlib, save_figure
+
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for k, (steps, values) in series.items():
+        ax.plot(steps, values, marker="." if len(steps) < 50 else None, lw=1.2, label=k)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if all(v > 0 for _, vals in series.values() for v in vals):
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, out)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from genlab.data import ArrayDataset
 from genlab.models import Field
+from genlab.progress import ProgressBar
 from genlab.samplers import sample as sample_field
 from genlab.training.components import Components, collate, make_cond, split_labels
 
@@ -66,6 +67,7 @@ def draw_samples(
     options: dict[str, Any] | None = None,
     device: torch.device | None = None,
     return_trajectory: bool = False,
+    progress: bool | None = False,
 ) -> Samples:
     """Sample ``n`` points of a trained run.
 
@@ -81,6 +83,8 @@ def draw_samples(
         options: Sampler constructor options.
         device: Device (default: the Field's parameters').
         return_trajectory: Keep every state.
+        progress: Show a bar over the sampler's steps (``None``: when stderr is a terminal, rank 0 only; off by
+            default here because the Trainer samples during training).
 
     Returns:
         :class:`Samples`.
@@ -111,21 +115,24 @@ def draw_samples(
         if pair.cond is not None or interpolant.conditional_source:
             target = pair.x1
     t0 = time.perf_counter()
-    res = sample_field(
-        field_,
-        sampler,
-        steps=steps,
-        grid=grid,
-        n=n,
-        shape=components.data_shape,
-        x_init=x_init,
-        cond=cond,
-        generator=gen,
-        device=device,
-        return_trajectory=return_trajectory,
-        grid_options=grid_options,
-        **(options or {}),
-    )
+    bar = ProgressBar(steps, desc=f"sampling ({sampler})", progress=progress)
+    with bar:
+        res = sample_field(
+            field_,
+            sampler,
+            steps=steps,
+            grid=grid,
+            n=n,
+            shape=components.data_shape,
+            x_init=x_init,
+            cond=cond,
+            generator=gen,
+            device=device,
+            return_trajectory=return_trajectory,
+            grid_options=grid_options,
+            callback=bar.callback(),
+            **(options or {}),
+        )
     seconds = time.perf_counter() - t0
     traj = torch.stack(res.trajectory) if res.trajectory is not None else None
     init = x_init if x_init is not None else (res.trajectory[0] if res.trajectory is not None else None)
