@@ -14,15 +14,18 @@ that can run on a given pair; ``solve`` raises a ``ValueError`` naming what is m
 from genlab.inverse import methods, operators, testing
 from genlab.inverse.guided import GuidedField
 from genlab.inverse.methods import (
+    DDRM,
     DDS,
     DPS,
     STSL,
+    DiffPIR,
     DiffuseAugment,
     DoGScale,
     Dreamguider,
     Guidance,
     IterativeOutput,
     IterativeSolver,
+    MomentMatching,
     PiGDM,
     PnPHVAE,
     SolveContext,
@@ -56,6 +59,7 @@ from genlab.inverse.registry import (
 from genlab.inverse.solve import SolveResult, solve
 
 __all__ = [
+    "DDRM",
     "DDS",
     "DPS",
     "METHODS",
@@ -65,6 +69,7 @@ __all__ = [
     "CompressedSensing",
     "ConvBlur",
     "DenseOperator",
+    "DiffPIR",
     "DiffuseAugment",
     "DiffusionPrior",
     "DoGScale",
@@ -80,6 +85,7 @@ __all__ = [
     "IterativeOutput",
     "IterativeSolver",
     "LatentPrior",
+    "MomentMatching",
     "Operator",
     "PhaseRetrieval",
     "PiGDM",

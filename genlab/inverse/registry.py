@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genlab.inverse.methods import DDS, DPS, STSL, Dreamguider, Guidance, IterativeSolver, PiGDM, PnPHVAE
+from genlab.inverse.methods import DDS, DPS, STSL, Dreamguider, Guidance, IterativeSolver, PiGDM
 from genlab.inverse.problem import InverseProblem
 from genlab.samplers.base import Sampler
 
@@ -34,9 +34,17 @@ def register_method(cls: type[Guidance | IterativeSolver]) -> type[Guidance | It
     return cls
 
 
-for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider, PnPHVAE):
+for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider):
     register_method(_cls)
 
+from genlab.inverse.methods import DDRM, DiffPIR, MomentMatching  # noqa: E402  (issue 13: deepinv's cell winners)
+
+for _cls in (MomentMatching, DDRM, DiffPIR):
+    register_method(_cls)
+
+from genlab.inverse.methods import PnPHVAE  # noqa: E402  (issue 12: an IterativeSolver on an HVAEPrior)
+
+register_method(PnPHVAE)
 
 from genlab.inverse.methods import TDS, MCGdiff  # noqa: E402  (issue 13: SMC samplers that converge)
 

@@ -44,14 +44,16 @@ def cell() -> tuple[testing.GMMInverseProblem, DiffusionPrior, LatentPrior]:
 
 def test_registry_and_compatibility_lists(cell) -> None:
     gp, prior, latent = cell
-    assert available_methods() == ["dds", "dps", "dreamguider", "mcgdiff", "pigdm", "pnp_hvae", "stsl", "tds"]
-    assert compatible_methods(gp.problem, prior) == ["dds", "dps", "dreamguider", "mcgdiff", "pigdm", "tds"]
+    assert available_methods() == ["ddrm", "dds", "diffpir", "dps", "dreamguider", "mcgdiff", "moment_matching", "pigdm",
+                                   "pnp_hvae", "stsl", "tds"]
+    assert compatible_methods(gp.problem, prior) == ["ddrm", "dds", "diffpir", "dps", "dreamguider", "mcgdiff",
+                                                     "moment_matching", "pigdm", "tds"]
     assert compatible_methods(gp.problem, latent) == ["dps", "dreamguider", "stsl"]
-    assert compatible_methods(gp.problem, prior, sampler="euler") == ["dps", "pigdm"]
+    assert compatible_methods(gp.problem, prior, sampler="euler") == ["dps", "moment_matching", "pigdm"]
     with pytest.raises(ValueError, match="already registered"):
         register_method(type("Fake", (DDS,), {"name": "dps"}))
     with pytest.raises(ValueError, match="available"):
-        get_method("ddrm")
+        get_method("ddnm")
 
 
 @pytest.mark.parametrize(

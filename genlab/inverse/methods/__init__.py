@@ -15,9 +15,12 @@ from genlab.inverse.methods.base import (
     solve_gram,
 )
 from genlab.inverse.methods.dds import DDS
+from genlab.inverse.methods.ddrm import DDRM
+from genlab.inverse.methods.diffpir import DiffPIR
 from genlab.inverse.methods.dps import DPS
 from genlab.inverse.methods.dreamguider import DoGScale, Dreamguider, time_factor
 from genlab.inverse.methods.hutchinson import ESTIMATORS, PROBES, draw_probe, hutchinson_trace
+from genlab.inverse.methods.moment_matching import MomentMatching, estimate_data_variance, tweedie_data_variance
 from genlab.inverse.methods.pigdm import PiGDM
 from genlab.inverse.methods.pnp_hvae import PnPHVAE, latent_step
 from genlab.inverse.methods.smc import TDS, MCGdiff, SMCOutput, SMCSolver, effective_sample_size, systematic_resample
@@ -25,6 +28,7 @@ from genlab.inverse.methods.stsl import STSL
 
 __all__ = [
     "AUGMENT_OPS",
+    "DDRM",
     "DDS",
     "DPS",
     "ESTIMATORS",
@@ -34,6 +38,7 @@ __all__ = [
     "STSL",
     "AugmentParams",
     "CountedModel",
+    "DiffPIR",
     "DiffuseAugment",
     "DoGScale",
     "Dreamguider",
@@ -42,6 +47,7 @@ __all__ = [
     "IterativeOutput",
     "IterativeSolver",
     "MCGdiff",
+    "MomentMatching",
     "PiGDM",
     "PnPHVAE",
     "SMCOutput",
@@ -50,6 +56,7 @@ __all__ = [
     "TDS",
     "condition_prediction",
     "draw_probe",
+    "estimate_data_variance",
     "effective_sample_size",
     "hutchinson_trace",
     "latent_step",
@@ -57,4 +64,5 @@ __all__ = [
     "solve_gram",
     "systematic_resample",
     "time_factor",
+    "tweedie_data_variance",
 ]

@@ -44,6 +44,7 @@ from genlab.inverse.methods.base import (
     per_sample_norm,
     solve_gram,
 )
+from genlab.inverse.methods.moment_matching import estimate_data_variance
 from genlab.samplers.base import Prediction
 from genlab.utils import append_dims
 
@@ -82,7 +83,8 @@ class PiGDM(Guidance):
             check_positive("r2", r2)
         elif not callable(r2):
             raise TypeError(f"r2 must be 'gaussian', 'paper', a float or a callable (beta, alpha) -> r², got {r2!r}")
-        check_positive("data_var", o["data_var"])
+        if o["data_var"] != "auto":
+            check_positive("data_var", o["data_var"])
         check_positive("weight", o["weight"], allow_zero=True)
         if not isinstance(o["faithful"], bool):
             raise TypeError(f"faithful must be a bool, got {o['faithful']!r}")
@@ -93,11 +95,23 @@ class PiGDM(Guidance):
     def placement(self) -> str:
         return "hook" if self.options["faithful"] else "field"
 
-    def r2(self, beta: Tensor, alpha: Tensor) -> Tensor:
-        """``r_t²`` per sample from the ``(B,)`` data coefficient β (the papers' a) and noise coefficient α (s)."""
+    def setup(self, ctx: SolveContext) -> None:
+        if self.options["r2"] == "gaussian" and self.options["data_var"] == "auto":
+            ctx.extras["tau2"] = estimate_data_variance(ctx)  # one evaluation (fixed auxiliary batch), one VJP
+
+    def r2(self, beta: Tensor, alpha: Tensor, ctx: SolveContext | None = None) -> Tensor:
+        """``r_t²`` per sample from the ``(B,)`` data coefficient β (the papers' a) and noise coefficient α (s).
+
+        ``data_var="auto"`` reads τ² from ``ctx.extras["tau2"]`` (set at the first evaluation of a run).
+        """
         r2 = self.options["r2"]
         if r2 == "gaussian":
             tau2 = self.options["data_var"]
+            if tau2 == "auto":
+                if ctx is None or "tau2" not in ctx.extras:
+                    raise ValueError("data_var='auto' needs the run's context (τ² is estimated in setup); "
+                                     "pass ctx, or set data_var to a float")
+                tau2 = ctx.extras["tau2"]
             return tau2 * alpha**2 / (beta**2 * tau2 + alpha**2)
         if r2 == "paper":
             v = alpha**2 / (beta**2 + alpha**2)
@@ -118,7 +132,7 @@ class PiGDM(Guidance):
             c = ctx.coeffs(t, x1)
             with torch.no_grad():
                 r = ctx.problem.residual(x1)
-                u = solve_gram(ctx.op, r, self.r2(c.beta, c.alpha), ctx.problem.sigma**2, ctx.x_shape)
+                u = solve_gram(ctx.op, r, self.r2(c.beta, c.alpha, ctx), ctx.problem.sigma**2, ctx.x_shape)
                 v = ctx.op.At(u)
             (g,) = torch.autograd.grad(x1, x, grad_outputs=v)
         return g, per_sample_norm(r)
@@ -129,7 +143,7 @@ class PiGDM(Guidance):
         x1 = self._x1(pred).detach()
         c = ctx.coeffs(t, x1)
         if self.options["faithful"]:
-            step = append_dims(c.beta * self.r2(c.beta, c.alpha), x1.ndim) * g
+            step = append_dims(c.beta * self.r2(c.beta, c.alpha, ctx), x1.ndim) * g
             ctx.log(residual=rnorm, guidance_norm=per_sample_norm(step))
             return GuideOutput(x1=x1, correction=step)
         ctx.log(residual=rnorm, guidance_norm=per_sample_norm(g))
