@@ -251,6 +251,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                      "steps": s.steps, "nfe": s.nfe, "n": int(s.x.shape[0]), "step": res.step,
                      "seconds": round(s.seconds, 3), "files": [str(f) for f in res.files]})
         return 0
+    if args.cond is not None:  # a conditional run on given inputs: input | sample | target grid
+        from genlab.training.conditional import sample_conditional
+
+        if args.preset is not None:
+            raise ValueError("--cond and --preset do not combine; drop one")
+        res_c = sample_conditional(
+            args.run, cond=args.cond, sampler=args.sampler, steps=args.steps, n=args.n, seed=args.seed,
+            grid=args.grid, out=args.out, ema=not args.raw, device=args.device, overwrite=args.overwrite, **options,
+        )
+        _print_json({"sampler": res_c.sampler, "steps": res_c.steps, "nfe": res_c.nfe, "n": int(res_c.x.shape[0]),
+                     "step": res_c.step, "seconds": round(res_c.seconds, 3), "files": [str(f) for f in res_c.files]})
+        return 0
     if args.preset is not None:  # a searched solver: sampler 'searched', steps from the preset
         from genlab.samplers.searched import load_preset
 
@@ -305,6 +317,12 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="grid steps (default: the run's sample.steps)")
     p.add_argument("--n", type=int, default=None, help="number of samples (default: the run's sample.n)")
     p.add_argument("--seed", type=int, default=None, help=_SEED_HELP + " (default: the run's sample.seed)")
+    p.add_argument(
+        "--cond", default=None,
+        help="conditional runs (bridges, data-dependent couplings): 'held_out' (the run's held-out inputs) or a "
+             ".pt file with x0 (a tensor, or a dict with 'x0' and optional 'x1'; bridges); writes input | sample | "
+             "target rows",
+    )
     p.add_argument(
         "--grid", default=None, help="time grid: uniform, power, log_snr, karras (default: the run's sample.grid)"
     )
@@ -368,7 +386,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "metrics": res.metrics,
             "verdict": res.verdict,
             "file": str(res.path),
-            "files": [str(f) for f in res.files],
             "files": [str(f) for f in res.files],
         }
     )

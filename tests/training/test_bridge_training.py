@@ -155,3 +155,26 @@ def test_uncoupled_baselines_start_from_noise_with_the_same_condition():
         MaskedCoupling(cond="mask", coupled=False)
     with pytest.raises(TypeError, match="coupled"):
         MaskedCoupling(coupled="no")  # type: ignore[arg-type]
+
+
+def test_cli_sample_cond_writes_input_sample_target_grid(tmp_path):
+    from genlab.cli import main
+    from genlab.training.conditional import grid_rows, sample_conditional
+
+    Trainer(_tiny("digits_bridge_edges", "train.steps=2"), tmp_path / "run").fit()
+    comp = build_components(_tiny("digits_bridge_edges"))
+    x0, x1 = collate(comp.split.test, torch.arange(5))
+    torch.save({"x0": x0, "x1": x1}, tmp_path / "cond.pt")
+    assert main(["sample", "--run", str(tmp_path / "run"), "--cond", str(tmp_path / "cond.pt"), "--steps", "3",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    dump = torch.load(tmp_path / "g.pt", weights_only=True)
+    assert dump["x"].shape == x0.shape and dump["nfe"] == 3 and torch.equal(dump["target"], x1)
+    assert torch.equal(dump["inputs"], x0) and (tmp_path / "g.png").stat().st_size > 0
+    held = sample_conditional(tmp_path / "run", cond="held_out", n=4, steps=2)
+    assert held.x.shape == (4, 1, 8, 8) and held.target is not None and held.nfe == 2
+    assert grid_rows(held.inputs, held.x, held.target).shape == (24, 1, 8, 8)  # 3 rows of 8, padded
+    torch.save(torch.zeros(2, 1, 4, 4), tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="per-sample shape"):
+        sample_conditional(tmp_path / "run", cond=tmp_path / "bad.pt")
+    with pytest.raises(FileNotFoundError, match="held_out"):
+        sample_conditional(tmp_path / "run", cond=tmp_path / "missing.pt")
