@@ -49,6 +49,7 @@ __all__ = [
     "Select",
     "TopDown",
     "discretized_logistic_logp",
+    "discretized_logistic_mean",
     "gaussian_kl",
     "level_temperatures",
 ]
@@ -82,14 +83,18 @@ class TopDown:
     Attributes:
         zs: The chosen latent groups, top (coarsest) first.
         stats: Their :class:`LevelStats`.
-        x_mean: Decoder mean ``μ_θ(z)`` (location of the output distribution), shape ``(B, *event_shape)``.
+        x_mean: Decoder mean ``μ_θ(z) = E[x | z]`` of the output distribution (for the HVAE: the mean of the
+            discretised logistic, inside the data range), shape ``(B, *event_shape)``.
         x_logscale: Log-scale of the output distribution (same shape).
+        x_loc: Location of the output distribution (the logistic's centre, which the likelihood uses; it may lie
+            outside the data range where the edge bins absorb the mass). ``None`` means ``x_mean``.
     """
 
     zs: list[Tensor]
     stats: list[LevelStats]
     x_mean: Tensor
     x_logscale: Tensor
+    x_loc: Tensor | None = None
 
 
 @dataclass
@@ -101,7 +106,7 @@ class ELBOOutput:
         kl: Per-group KLs ``KL(q_l ‖ p_l)``, shape ``(B, n_levels)``.
         elbo: ``−nll − Σ kl``, shape ``(B,)``.
         bpd: Bits per dimension ``−elbo / (D ln 2)``, shape ``(B,)``.
-        x_mean: Decoder mean of the reconstruction.
+        x_mean: Decoder mean ``E[x | z]`` of the reconstruction.
     """
 
     nll: Tensor
@@ -116,7 +121,7 @@ class HVAESample:
     """Samples of :meth:`HVAE.sample`.
 
     Attributes:
-        x: Decoder means ``μ_θ(z)`` clamped to the data range, ``(n, *event_shape)``.
+        x: Decoder means ``μ_θ(z) = E[x | z]`` (inside the data range), ``(n, *event_shape)``.
         zs: The latent groups.
     """
 
@@ -162,6 +167,19 @@ def discretized_logistic_logp(
     log_pdf_mid = mid_in - logscale - 2.0 * F.softplus(mid_in)
     inner = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp_min(1e-12)), log_pdf_mid + math.log(2 * half))
     return torch.where(x < low + half, log_cdf_plus, torch.where(x > high - half, log_one_minus_cdf_min, inner))
+
+
+def discretized_logistic_mean(mean: Tensor, logscale: Tensor, *, n_bins: int, low: float = -1.0,
+                              high: float = 1.0) -> Tensor:
+    """``E[x]`` under :func:`discretized_logistic_logp`: ``Σ_k level_k · P(bin k)`` (inside ``[low, high]``)."""
+    levels = torch.linspace(low, high, n_bins, device=mean.device, dtype=mean.dtype)
+    half = 0.5 * (high - low) / (n_bins - 1)
+    inv_s = torch.exp(-logscale)
+    edges = levels[:-1] + half  # n_bins − 1 inner edges
+    cdf = torch.sigmoid((edges.view(-1, *([1] * mean.ndim)) - mean) * inv_s)  # (n_bins − 1, *shape)
+    zeros, ones = torch.zeros_like(cdf[:1]), torch.ones_like(cdf[:1])
+    probs = torch.diff(torch.cat([zeros, cdf, ones], dim=0), dim=0)
+    return (probs * levels.view(-1, *([1] * mean.ndim))).sum(0)
 
 
 def level_temperatures(temperature: float | Sequence[float] | Tensor, n_levels: int, *,
@@ -428,8 +446,9 @@ class HVAE(nn.Module):
             h = F.interpolate(h, scale_factor=2, mode="nearest")
             res *= 2
         out = self.out(self.out_res(h))
-        mean, logscale = out[:, : self.in_channels], out[:, self.in_channels:]
-        return TopDown(zs, stats, mean, logscale.clamp_min(self.min_logscale))
+        loc, logscale = out[:, : self.in_channels], out[:, self.in_channels:].clamp_min(self.min_logscale)
+        mean = discretized_logistic_mean(loc, logscale, n_bins=self.n_bins, low=self.low, high=self.high)
+        return TopDown(zs, stats, mean, logscale, loc)
 
     def decode(self, zs: Sequence[Tensor]) -> TopDown:
         """The decoder with every group given (``zs`` top first)."""
@@ -451,7 +470,7 @@ class HVAE(nn.Module):
         td = self.top_down(acts, select)
         kl = torch.stack([gaussian_kl(st.q_mean, st.q_logstd, st.p_mean, st.p_logstd).flatten(1).sum(1)
                           for st in td.stats if st.q_mean is not None and st.q_logstd is not None], dim=1)
-        logp = discretized_logistic_logp(x, td.x_mean, td.x_logscale, n_bins=self.n_bins, low=self.low,
+        logp = discretized_logistic_logp(x, td.x_loc, td.x_logscale, n_bins=self.n_bins, low=self.low,
                                          high=self.high)
         nll = -logp.flatten(1).sum(1)
         elbo = -nll - kl.sum(1)
@@ -493,7 +512,7 @@ class HVAE(nn.Module):
                 return z
 
             td = self.top_down(acts, select)
-            logpx = discretized_logistic_logp(x, td.x_mean, td.x_logscale, n_bins=self.n_bins, low=self.low,
+            logpx = discretized_logistic_logp(x, td.x_loc, td.x_logscale, n_bins=self.n_bins, low=self.low,
                                               high=self.high).flatten(1).sum(1)
             ws.append(torch.stack(acc, 0).sum(0) + logpx)
         w = torch.stack(ws, dim=0)
@@ -531,7 +550,7 @@ class HVAE(nn.Module):
             return st.p_mean + temps[level] * torch.exp(st.p_logstd) * eps
 
         td = self.top_down(None, select, n=n)
-        return HVAESample(td.x_mean.clamp(self.low, self.high), td.zs)
+        return HVAESample(td.x_mean, td.zs)
 
 
 # ----------------------------------------------------------------------------------------------- linear rig

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from genlab.models import HVAE, build_network, network_config
-from genlab.models.hvae import discretized_logistic_logp, gaussian_kl, level_temperatures
+from genlab.models.hvae import (
+    discretized_logistic_logp,
+    discretized_logistic_mean,
+    gaussian_kl,
+    level_temperatures,
+)
 from genlab.training import Trainer, load_config, load_hvae
 
 
@@ -28,8 +33,12 @@ def test_discretized_logistic_sums_to_one_over_the_levels() -> None:
     levels = torch.arange(17).float() / 8 - 1
     mean = torch.tensor([-1.3, -0.2, 0.05, 0.9])[:, None]
     logscale = torch.tensor([-3.0, -1.0, 0.0, -6.5])[:, None]
-    p = discretized_logistic_logp(levels[None].expand(4, -1), mean, logscale, n_bins=17).exp().sum(1)
-    torch.testing.assert_close(p, torch.ones(4), atol=1e-5, rtol=0)
+    probs = discretized_logistic_logp(levels[None].expand(4, -1), mean, logscale, n_bins=17).exp()
+    torch.testing.assert_close(probs.sum(1), torch.ones(4), atol=1e-5, rtol=0)
+    # the decoder mean E[x | z] that PnP-HVAE uses is the mean of these bin masses, inside [-1, 1]
+    expected = (probs * levels).sum(1)
+    torch.testing.assert_close(discretized_logistic_mean(mean[:, 0], logscale[:, 0], n_bins=17), expected,
+                               atol=1e-5, rtol=0)
 
 
 def test_gaussian_kl_matches_torch_distributions() -> None:
