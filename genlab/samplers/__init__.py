@@ -47,6 +47,7 @@ from genlab.samplers.sde import EDMChurn, EulerMaruyama, StochasticHeun, diffusi
 from genlab.samplers.searched import SearchedSampler, SolverPreset, load_preset, shipped_presets
 from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
 from genlab.samplers.unipc import UniPC
+from genlab.samplers.dpm_solver_v3 import EMS, DPMSolverV3, compute_statistics, gaussian_statistics
 from genlab.samplers.steps import STEPS, DDIMStep, DDPMStep, EulerStep, Step, make_step
 from genlab.utils import NoiseStream
 
@@ -108,6 +109,10 @@ __all__ = [
     "StochasticHeun",
     "TableSampler",
     "TransferMap",
+    "EMS",
+    "DPMSolverV3",
+    "compute_statistics",
+    "gaussian_statistics",
     "UniPC",
     "available_samplers",
     "bdia_edit",

@@ -60,6 +60,14 @@ def _field(path: str) -> Field:
 
 PATHS = ("vp", "rf", "si_two_sided", "ddbm")
 NAMES = sorted(SAMPLERS)
+_SUPPORT: dict[str, dict] = {}
+
+
+def _support(path: str) -> dict:
+    """``sampler_support`` of a path's field (computed once per path; it does not depend on the call counter)."""
+    if path not in _SUPPORT:
+        _SUPPORT[path] = sampler_support(_field(path), steps=STEPS)
+    return _SUPPORT[path]
 
 
 def _one_line(field: Field, name: str, steps: int = STEPS, **kw):
@@ -74,23 +82,23 @@ def _one_line(field: Field, name: str, steps: int = STEPS, **kw):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_sampler_runs_with_defaults_or_refuses_clearly(name: str) -> None:
-    ran = []
+    ran, reasons = [], []
     for path in PATHS:
         field = _field(path)
-        support = sampler_support(field)[name]
+        support = _support(path)[name]
         if support.ok:
             res = _one_line(field, name)
             assert res.x.shape == (N, 2) and bool(torch.isfinite(res.x).all()), (name, path)
             assert res.nfe == field.net.calls > 0, (name, path)
-            assert name in available_samplers(field)
             ran.append(path)
         else:
             assert support.reason and len(support.reason) > 20, (name, path, support.reason)
+            reasons.append(support.reason)
             with pytest.raises(ValueError):
                 _one_line(field, name)
             assert field.net.calls == 0, (name, path)  # refused before any model call
-            assert name not in available_samplers(field)
-    assert ran, f"{name} runs on none of {PATHS} with its defaults"
+    # a sampler that needs user data (a searched preset) may refuse every exact field, but must say what to pass
+    assert ran or any("pass" in r for r in reasons), f"{name} runs on none of {PATHS} with its defaults: {reasons}"
 
 
 #: The 11 (sampler, path) pairs that raised with the old default grid (uniform on [0, 1]; issue 11), plus the bridge
@@ -164,6 +172,7 @@ def test_available_samplers_on_a_two_sided_drift_field_names_the_sde_samplers() 
     field = _field("si_two_sided")
     names = available_samplers(field)
     assert {"euler_maruyama", "sde_heun"} <= set(names)
+    assert names == [n for n, s in sampler_support(field).items() if s.ok]
     support = sampler_support(field)
     assert not support["dpmpp_2m"].ok and "semilinear" in support["dpmpp_2m"].reason
     assert available_samplers()[: len(NAMES)] == NAMES  # without a field: every registered name
