@@ -75,7 +75,7 @@ class ProgressBar:
             self.bar.close()
             self.bar = None
 
-    def __enter__(self) -> ProgressBar:
+    def __enter__(self) -> ProgressBar:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -127,7 +127,7 @@ def load_factory(name: str) -> Callable[..., Any] | None:
             raise ValueError(f"data.name {name!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"data.name {name!r}: {attr!r} is not callable (a dataset factory is)")
+        raise ValueError(f"data.name {name!r}: {attr!r} is not callable (a dataset factory is)")  # noqa: TRY004 - a config value
     return obj
 
 
@@ -290,7 +290,9 @@ class TensorFileDataset(ArrayDataset):
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise ValueError(f"data.path: cannot read {str(path)!r} as a tensor file ({err})") from None
         if not isinstance(parts, Mapping):
-            raise ValueError(f"data.path: {str(path)!r} must hold a dict {{'x1': ..., 'x0'?: ..., 'label'?: ...}}")
+            raise ValueError(  # noqa: TRY004 - a bad file, not a bad argument type
+                f"data.path: {str(path)!r} must hold a dict {{'x1': ..., 'x0'?: ..., 'label'?: ...}}"
+            )
         ds = _from_parts(parts)
         if n is not None:
             if isinstance(n, bool) or not isinstance(n, int) or n < 2 or (isinstance(n, float) and math.isnan(n)):

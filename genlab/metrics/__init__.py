@@ -22,6 +22,7 @@ from genlab.metrics.distances import (
     sqrtm_psd,
 )
 from genlab.metrics.eot import bw2, cbw2_uvp, gaussian_fit
+from genlab.metrics.fid import KIDResult, image_fid, image_kid
 from genlab.metrics.image import psnr, ssim
 from genlab.metrics.likelihood import bits_per_dim, nll, nll_to_bits_per_dim
 from genlab.metrics.mnist import MnistClassifier, MnistFD, mnist_classifier_metadata
@@ -51,6 +52,7 @@ __all__ = [
     "DigitsFD",
     "Estimate",
     "GaussianMoments",
+    "KIDResult",
     "MetricReport",
     "MnistClassifier",
     "MnistFD",
@@ -74,6 +76,8 @@ __all__ = [
     "gaussian_moments",
     "gaussian_w2",
     "gaussian_w2_samples",
+    "image_fid",
+    "image_kid",
     "mmd",
     "mmd2",
     "mnist_classifier_metadata",

@@ -9,10 +9,10 @@ import torch
 
 pytest.importorskip("torchmetrics")
 
-from genlab.data import get_split  # noqa: E402
-from genlab.metrics.digits import DigitsFD  # noqa: E402
-from genlab.metrics.distances import frechet_distance, gaussian_moments  # noqa: E402
-from genlab.metrics.fid import image_fid, image_kid, load_feature_net  # noqa: E402
+from genlab.data import get_split
+from genlab.metrics.digits import DigitsFD
+from genlab.metrics.distances import frechet_distance, gaussian_moments
+from genlab.metrics.fid import image_fid, image_kid, load_feature_net
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:

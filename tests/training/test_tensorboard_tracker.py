@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("tensorboard")
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import genlab  # noqa: E402
-from genlab.training.tracking import MultiTracker, TensorBoardTracker, make_tracker  # noqa: E402
+import genlab
+from genlab.training.tracking import MultiTracker, TensorBoardTracker, make_tracker
 
 
 def _read(folder: Path) -> EventAccumulator:

@@ -72,21 +72,21 @@ def to_deepinv(operator: Operator, *, sigma: float | None = None, x_shape: Seque
             super().__init__(**kwargs)
             self.operator = operator
 
-        def A(self, x: Tensor, **kwargs: Any) -> Tensor:  # noqa: N802 - deepinv's name
+        def A(self, x: Tensor, **kwargs: Any) -> Tensor:
             return self.operator.A(x)
 
         if operator.is_linear:
 
-            def A_adjoint(self, y: Tensor, **kwargs: Any) -> Tensor:  # noqa: N802
+            def A_adjoint(self, y: Tensor, **kwargs: Any) -> Tensor:
                 return self.operator.At(y)
 
-            def A_adjoint_A(self, x: Tensor, **kwargs: Any) -> Tensor:  # noqa: N802
+            def A_adjoint_A(self, x: Tensor, **kwargs: Any) -> Tensor:
                 return self.operator.AtA(x)
 
-            def A_A_adjoint(self, y: Tensor, **kwargs: Any) -> Tensor:  # noqa: N802
+            def A_A_adjoint(self, y: Tensor, **kwargs: Any) -> Tensor:
                 return self.operator.AAt(y)
 
-            def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:  # noqa: N802
+            def A_dagger(self, y: Tensor, **kwargs: Any) -> Tensor:
                 return self.operator.pinv(y)
 
             def prox_l2(self, z: Tensor, y: Tensor, gamma: float | Tensor, **kwargs: Any) -> Tensor:
@@ -139,10 +139,10 @@ class DeepinvOperator(Operator):
             )
         return self._y_shape
 
-    def _A(self, x: Tensor) -> Tensor:  # noqa: N802 - genlab's name
+    def _A(self, x: Tensor) -> Tensor:
         return self.physics.A(x)
 
-    def _At(self, y: Tensor) -> Tensor:  # noqa: N802
+    def _At(self, y: Tensor) -> Tensor:
         return self.physics.A_adjoint(y)
 
     def _pinv(
