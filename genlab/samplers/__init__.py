@@ -28,6 +28,7 @@ from genlab.samplers.dpm_solver import (
     DPMSolverPP3M,
     DPMSolverPPMultistep,
 )
+from genlab.samplers.dpm_solver_v3 import EMS, DPMSolverV3, compute_statistics, gaussian_statistics
 from genlab.samplers.grids import GRIDS, explicit, karras, log_snr, make_grid, power, uniform
 from genlab.samplers.implicit import DDIM, IADB
 from genlab.samplers.likelihood import LikelihoodResult, log_likelihood
@@ -38,29 +39,27 @@ from genlab.samplers.registry import (
     SAMPLERS,
     SamplerSupport,
     available_samplers,
-    sampler_support,
     get_sampler,
     register_prefix,
     register_sampler,
+    sampler_support,
 )
 from genlab.samplers.sde import EDMChurn, EulerMaruyama, StochasticHeun, diffusion_coefficient
 from genlab.samplers.searched import SearchedSampler, SolverPreset, load_preset, shipped_presets
 from genlab.samplers.semilinear import SemilinearGrid, semilinear_grid, time_of_lam
-from genlab.samplers.unipc import UniPC
-from genlab.samplers.dpm_solver_v3 import EMS, DPMSolverV3, compute_statistics, gaussian_statistics
 from genlab.samplers.steps import STEPS, DDIMStep, DDPMStep, EulerStep, Step, make_step
+from genlab.samplers.unipc import UniPC
 from genlab.utils import NoiseStream
 
 __all__ = [
     "ADAPTIVE_METHODS",
     "ALIASES",
-    "SamplerSupport",
-    "sampler_support",
     "BDIA",
     "CAPABILITIES",
     "DBIM",
     "DDIM",
     "DEISTAB",
+    "EMS",
     "GRIDS",
     "IADB",
     "IPNDM",
@@ -82,6 +81,7 @@ __all__ = [
     "DPMSolverPP2S",
     "DPMSolverPP3M",
     "DPMSolverPPMultistep",
+    "DPMSolverV3",
     "DiffusersSampler",
     "DiffusersUNetNet",
     "Dopri5",
@@ -101,6 +101,7 @@ __all__ = [
     "RungeKutta",
     "SampleResult",
     "Sampler",
+    "SamplerSupport",
     "SearchedSampler",
     "SemilinearGrid",
     "SolverPreset",
@@ -109,18 +110,16 @@ __all__ = [
     "StochasticHeun",
     "TableSampler",
     "TransferMap",
-    "EMS",
-    "DPMSolverV3",
-    "compute_statistics",
-    "gaussian_statistics",
     "UniPC",
     "available_samplers",
     "bdia_edit",
     "capabilities",
+    "compute_statistics",
     "dbim_grid",
     "ddbm_grid",
     "diffusion_coefficient",
     "explicit",
+    "gaussian_statistics",
     "get_sampler",
     "karras",
     "load_diffusers_field",
@@ -134,6 +133,7 @@ __all__ = [
     "register_prefix",
     "register_sampler",
     "sample",
+    "sampler_support",
     "semilinear_grid",
     "shipped_presets",
     "time_of_lam",

@@ -40,10 +40,12 @@ with ``statistics_path=``, in a file (written atomically, reused when its settin
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,7 +59,7 @@ from genlab.samplers.grids import _auto_range
 from genlab.samplers.multistep import data_form_table
 from genlab.samplers.registry import register_sampler
 from genlab.samplers.semilinear import semilinear_grid
-from genlab.utils import atomic_write, check_finite
+from genlab.utils import atomic_write
 
 __all__ = ["EMS", "DPMSolverV3", "clear_statistics_cache", "compute_statistics", "gaussian_statistics"]
 
@@ -77,7 +79,7 @@ class EMS:
     """
 
     lam: Tensor
-    l: Tensor  # noqa: E741 - the paper's name
+    l: Tensor
     s: Tensor
     b: Tensor
     meta: dict[str, Any] = dc_field(default_factory=dict)
@@ -189,7 +191,7 @@ def compute_statistics(field: Field | CountingField, shape: tuple[int, ...], *, 
             for w, p in zip(row, hist):
                 new = new + w * p
             x = new
-    l = torch.stack(ls)  # noqa: E741
+    l = torch.stack(ls)
     f = torch.stack(fs)  # (K+1, n, *shape)
     dl = lams[1] - lams[0]
     fp = torch.empty_like(f)
@@ -232,7 +234,7 @@ def gaussian_statistics(interpolant: Interpolant, mean: Tensor, std: Tensor, *, 
     m, sd = torch.as_tensor(mean, dtype=_F64), torch.as_tensor(std, dtype=_F64)
     e2 = torch.exp(2 * lams).reshape(-1, *([1] * m.ndim))
     r = 1.0 / (1.0 + e2 * sd**2)  # σ²/v
-    l = r.expand(-1, *m.shape).clone()  # noqa: E741
+    l = r.expand(-1, *m.shape).clone()
     b = m * 2 * e2 * sd**2 * r**2  # −mean·d(σ²/v)/dλ, d(σ²/v)/dλ = −2e^{2λ}std²(σ²/v)²
     return EMS(lams, l, torch.zeros_like(l), b.expand_as(l).clone(), {"gaussian": True})
 
@@ -441,7 +443,7 @@ class DPMSolverV3(Sampler):
         if not all(math.isfinite(v) for v in lam):
             raise ValueError(f"sampler {self.name!r} needs a finite log-SNR at every grid time (got λ from {lam[0]} "
                              f"to {lam[-1]}); end the grid strictly inside (0, 1), e.g. grids.log_snr's default ends")
-        if not all(b > a for a, b in zip(lam, lam[1:])):
+        if not all(b > a for a, b in itertools.pairwise(lam)):
             raise ValueError(f"sampler {self.name!r} integrates from noise to data: the grid's log-SNR must increase")
         nfe0 = field.nfe
         ems = self._statistics(field, x, lam[0], lam[-1])

@@ -12,8 +12,13 @@ import genlab
 from genlab.interpolants import RectifiedFlow, StochasticInterpolant, VPDiffusion
 from genlab.samplers import get_sampler, grids
 from genlab.samplers.dpm_solver import DPMSolverPPMultistep
-from genlab.samplers.dpm_solver_v3 import EMS, DPMSolverV3, clear_statistics_cache, compute_statistics, \
-    gaussian_statistics
+from genlab.samplers.dpm_solver_v3 import (
+    EMS,
+    DPMSolverV3,
+    clear_statistics_cache,
+    compute_statistics,
+    gaussian_statistics,
+)
 
 F64 = torch.float64
 M, S = [0.7, -1.2], [0.3, 1.5]
