@@ -118,5 +118,9 @@ def test_bad_configs(tiny) -> None:
         Trainer(load_config(_clean(_cfg(tiny, model={"name": "mlp", "hidden": 8, "n_components": None, "s_init": None}))), "x")
     with pytest.raises(ValueError, match="model.eps"):
         Trainer(load_config(_clean(_cfg(tiny, model={"eps": 0.5}))), "x")
+    with pytest.raises(ValueError, match=r"model.dim=3 .* set model.dim: 2"):
+        Trainer(load_config(_clean(_cfg(tiny, model={"dim": 3}))), "x")
+    with pytest.raises(ValueError, match="n_components"):
+        Trainer(load_config(_clean(_cfg(tiny, model={"n_components": 0}))), "x")
     with pytest.raises(ValueError, match="brownian_bridge"):
         Trainer(load_config(_clean(_cfg(tiny, interpolant={"name": "rectified_flow", "sigma": None}))), "x")
