@@ -19,7 +19,12 @@ __all__ = ["Field", "Precond", "call_net"]
 
 
 class Precond(Protocol):
-    """Preconditioning of a raw network (EDM / DDBM style ``c_skip·x + c_out·F(c_in·x, c_noise)``)."""
+    """Preconditioning of a raw network (EDM / DDBM style ``c_skip·x + c_out·F(c_in·x, c_noise)``).
+
+    A preconditioning may also carry its training law, which the training objective reads from it (not from the
+    config): ``loss_weight(t, x) -> (B,)`` (EDM's and DDBM's ``λ = 1/c_out²``) and ``train_times(n, *, generator,
+    device)`` (DDBM's τ ~ U[τ_min, T]); see :class:`genlab.models.EDMPrecond`, :class:`genlab.models.DDBMPrecond`.
+    """
 
     def __call__(self, net: nn.Module, x_t: Tensor, t: Tensor, cond: Any | None) -> Tensor:
         """Return the field's prediction (of the Field's kind)."""

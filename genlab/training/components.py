@@ -193,7 +193,7 @@ def _check_bridge_source(config: RunConfig, interpolant: Interpolant, coupling: 
     if not interpolant.conditional_source:
         return
     if isinstance(coupling, Independent):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - a config problem (which coupling), not a wrong argument type
             f"interpolant {interpolant.name!r} is a bridge from a known condition x0, but coupling 'independent' "
             "draws x0 as noise, not a condition; use coupling: paired with a paired dataset (edges_digits, "
             "lowres_digits, masked_digits)"

@@ -151,7 +151,7 @@ def test_bridge_loss_is_minimised_by_the_exact_denoiser():
             assert (w * ((d_star + delta * h - x1) ** 2).sum(1)).mean() > (w * ((d_star - x1) ** 2).sum(1)).mean()
     # a wrong denoiser (one that ignores the condition) has a clearly larger loss
     wrong = exact_field(br, None, ConditionalGMM(cg.base, scale=0.0), "x1")(path.x_t, path.t, x0)
-    loss = lambda d: float((w * ((d - x1) ** 2).sum(1)).mean())  # noqa: E731
+    loss = lambda d: float((w * ((d - x1) ** 2).sum(1)).mean())
     assert loss(wrong) > 1.1 * loss(d_star)
 
 
