@@ -176,6 +176,22 @@ def markdown(result: dict, cmd: str, wall: float, args: argparse.Namespace) -> s
                     out += [_fmt(sub[new]["rmse99"]), f"{sub[new]['rmse99']['mean'] / sub[hand]['rmse99']['mean']:.2f}",
                             v.text]
                 lines.append("| " + " | ".join(out) + " |")
+    # the papers' own baselines: UniPC vs DPM-Solver++(2M) (Zhao et al.), DPM-Solver-v3 vs UniPC (Zheng et al.)
+    lines += ["", "## Paper claims: UniPC vs DPM-Solver++(2M), DPM-Solver-v3 vs UniPC (RMSE99 ratio, verdict)", "",
+              "| d | path | NFE | unipc / dpmpp_2m | verdict | dpm_solver_v3 / unipc | verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for d in sorted({r["d"] for r in rows}):
+        for path in ("vp", "linear"):
+            for k in NFES:
+                sub = {r["sampler"]: r for r in rows if r["d"] == d and r["path"] == path and r["nfe_budget"] == k}
+                if not sub:
+                    continue
+                out = [str(d), path, str(k)]
+                for a, b, name in (("unipc (bh2, p=2)", "dpmpp_2m", "dpmpp_2m"),
+                                   ("dpm_solver_v3", "unipc (bh2, p=2)", "unipc")):
+                    v = compare(est(sub[a]["rmse99"]), est(sub[b]["rmse99"]), reference=name)
+                    out += [f"{sub[a]['rmse99']['mean'] / sub[b]['rmse99']['mean']:.2f}", v.text]
+                lines.append("| " + " | ".join(out) + " |")
     lines += ["", "## DPM-Solver-v3 statistics cost (once per field)", "", "| field | NFE (batched calls) | wall s |",
               "|---|---|---|"]
     for k, v in result["statistics_cost"].items():
