@@ -194,18 +194,20 @@ def _check_range(t_start: float, t_end: float) -> None:
         raise ValueError(f"need t_start, t_end in [0, 1] and distinct; got {t_start}, {t_end}")
 
 
-def _dbim(steps: int, interpolant: Interpolant, **kwargs) -> Tensor:
+def _dbim(steps: int, interpolant: Interpolant, *, tau_min: float | None = None, offset: float = 1e-3,
+          device: torch.device | str | None = None) -> Tensor:
     """DBIM's bridge grid (:func:`genlab.samplers.dbim.dbim_grid`; imported lazily, it lives with DBIM)."""
     from genlab.samplers.dbim import dbim_grid
 
-    return dbim_grid(steps, interpolant, **kwargs)
+    return dbim_grid(steps, interpolant, tau_min=tau_min, offset=offset, device=device)
 
 
-def _ddbm(steps: int, interpolant: Interpolant, **kwargs) -> Tensor:
+def _ddbm(steps: int, interpolant: Interpolant, *, rho: float = 7.0, tau_min: float | None = None,
+          device: torch.device | str | None = None) -> Tensor:
     """DDBM's Karras bridge grid (:func:`genlab.samplers.dbim.ddbm_grid`)."""
     from genlab.samplers.dbim import ddbm_grid
 
-    return ddbm_grid(steps, interpolant, **kwargs)
+    return ddbm_grid(steps, interpolant, rho=rho, tau_min=tau_min, device=device)
 
 
 GRIDS = {"uniform": uniform, "power": power, "log_snr": log_snr, "karras": karras, "dbim": _dbim, "ddbm": _ddbm}
