@@ -1,5 +1,6 @@
-"""PnP-HVAE (Prost, Houdard, Almansa, Papadakis, "Efficient posterior sampling for diverse super-resolution with
-hierarchical VAE prior" / "Inverse problem regularization with hierarchical variational autoencoders", ICCV 2023).
+"""PnP-HVAE (Prost, Houdard, Almansa, Papadakis, "Inverse problem regularization with hierarchical variational
+autoencoders", ICCV 2023; its alternating algorithm, written from ``reference/inverse.md`` §1.8, which follows the
+released code ``pnphvae.py`` / ``Decoder.forward_reg``; equation numbers of the paper were not checked here).
 
 An iterative solver, not a diffusion sampler (``reference/inverse.md`` §1.8). With the decoder replaced by
 ``N(μ_θ(z), γ² I)`` and a per-level tempered prior ``p_T(z_l | z_<l) = N(pm_l, (T_l pσ_l)²)``, it alternates on the
@@ -7,12 +8,12 @@ joint objective
 
 ``J(x, z) = ‖Ax − y‖²/(2σ²) + β‖x − μ_θ(z)‖²/(2γ²) + Σ_l [‖z_l − pm_l‖²/(2 T_l² pσ_l²) + Σ log(T_l pσ_l)]``
 
-* **x-step** (paper eq. 12): ``x = argmin_x ‖Ax − y‖²/(2σ²) + β‖x − μ‖²/(2γ²)``, i.e.
+* **x-step**: ``x = argmin_x ‖Ax − y‖²/(2σ²) + β‖x − μ‖²/(2γ²)``, i.e.
   ``(AᵀA + ρ I) x = Aᵀy + ρ μ`` with ``ρ = βσ²/γ²``, solved by the operator's ``solve_reg`` (closed form through the
   SVD of masks, circular blurs, box super-resolution and dense/compressed-sensing matrices; conjugate gradient
   otherwise, e.g. :class:`~genlab.inverse.operators.ConvBlur`). ``mode="sample"`` draws from that Gaussian instead
   by perturbation–optimisation (Papandreou & Yuille 2010): the same solve with ``y + σξ'`` and ``μ + (γ/√β)ξ``.
-* **latent step** (paper Alg. 1, code ``Decoder.forward_reg``): one encoder pass on ``x`` and one top-down decoder
+* **latent step** (code ``Decoder.forward_reg`` with ``a = β``, ``b = 1 − βT²``): one encoder pass on ``x`` and one top-down decoder
   pass in which each group is the minimiser of ``−β log q(z_l | x, z_<l) − (1/T_l² − β) log p(z_l | z_<l)``
   (precision form: ``z_l = (a·qm/qS + b·pm/pS)/(a/qS + b/pS)``, ``a = β``, ``b = 1 − βT_l²``, ``pS = (T_l pσ)²``);
   ``mode="sample"`` draws ``z_l ~ N(m, T_l² S)`` of that Gaussian product. With an exact encoder this is the
@@ -289,6 +290,8 @@ class PnPHVAE(IterativeSolver):
             if not bool(active.any()):
                 break
         diag["iterations"] = [float(v) for v in iters.tolist()]
+        diag["temperatures"] = [float(t) for t in temps]
+        diag["decoder_std"] = [gamma]
         diag["encoder_passes"] = [float(model.encoder_passes)]
         diag["decoder_passes"] = [float(model.decoder_passes)]
         samples = out_mean if o["output"] == "mean" else out_x
