@@ -202,6 +202,8 @@ class TrainConfig:
         ema_decay: EMA decay (upper bound when ``ema_warmup``).
         ema_warmup: Use the warm-up decay ``min(ema_decay, 1 − (1 + k)^(−ema_power))`` at update ``k``.
         ema_power: Exponent of the warm-up (2/3 suits short runs, 3/4 long ones).
+        ema_backend: ``genlab`` (fused multi-tensor update) or ``diffusers`` (``diffusers.training_utils.EMAModel``
+            behind the same interface; same weights up to rounding, needs ``ema_warmup``).
         seed: Seed of the model initialisation, data order and training noise (rank ``r`` adds ``r``).
         amp: Autocast dtype for the network call: ``none``, ``bf16`` or ``fp16`` (CUDA only).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:<i>``.
@@ -236,6 +238,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True
     ema_power: float = 2.0 / 3.0
+    ema_backend: Literal["genlab", "diffusers"] = "genlab"
     seed: int = 0
     amp: Literal["none", "bf16", "fp16"] = "none"
     device: str = "auto"
@@ -271,6 +274,11 @@ class TrainConfig:
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"{_join(path, 'ema_decay')}: must lie in [0, 1), got {self.ema_decay}")
+        if self.ema_backend == "diffusers" and not self.ema_warmup:
+            raise ConfigError(
+                f"{_join(path, 'ema_backend')}: 'diffusers' needs ema_warmup=true (diffusers' EMAModel ramps the "
+                "decay as (1 + k)/(10 + k) without warm-up; genlab keeps it constant): use ema_backend=genlab"
+            )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"{_join(path, 'min_lr_ratio')}: must lie in [0, 1], got {self.min_lr_ratio}")
         if not 0.0 <= self.t_eps < 0.5:

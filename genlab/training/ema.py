@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["EMA", "ema_decay_at"]
+__all__ = ["EMA", "EMA_BACKENDS", "DiffusersEMA", "ema_decay_at", "make_ema"]
 
 
 def ema_decay_at(step: int, *, decay: float, warmup: bool = True, power: float = 2.0 / 3.0) -> float:
@@ -196,3 +196,83 @@ class EMA:
         self.decay = float(state["decay"])
         self.warmup = bool(state["warmup"])
         self.power = float(state["power"])
+
+
+#: EMA implementations selectable with ``train.ema_backend``.
+EMA_BACKENDS: tuple[str, ...] = ("genlab", "diffusers")
+
+
+class DiffusersEMA(EMA):
+    """:class:`EMA`'s interface backed by ``diffusers.training_utils.EMAModel`` (``train.ema_backend: diffusers``).
+
+    diffusers' ``EMAModel(use_ema_warmup=True, inv_gamma=1, power=p)`` uses the decay
+    ``min(decay, 1 − (1 + k)^(−p))`` at its update ``k`` (0-based), the schedule of :func:`ema_decay_at`, so the two
+    backends give the same weights up to floating-point rounding (diffusers computes ``θ_ema −= (1 − d)(θ_ema − θ)``;
+    tested to 1e-12 in float64). Without warm-up diffusers ramps the decay as ``(1 + k)/(10 + k)`` where genlab
+    uses the constant ``decay``: that case is refused rather than silently different. diffusers averages
+    parameters only; buffers are copied here as genlab's EMA does. The averaged tensors are this object's
+    ``module`` parameters themselves (diffusers updates them in place), so sampling, checkpoints and
+    ``state_dict`` are the same as with the genlab backend.
+
+    Args:
+        model: The trained network.
+        decay: Target decay.
+        warmup: Must be true (see above).
+        power: Warm-up exponent.
+        foreach: Use diffusers' multi-tensor update.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        decay: float = 0.999,
+        warmup: bool = True,
+        power: float = 2.0 / 3.0,
+        foreach: bool = True,
+    ) -> None:
+        if not warmup:
+            raise ValueError(
+                "ema_backend='diffusers' needs ema_warmup=true: without warm-up diffusers' EMAModel ramps the decay "
+                "as (1 + k)/(10 + k), genlab keeps it constant; use ema_backend='genlab' for a constant decay"
+            )
+        super().__init__(model, decay=decay, warmup=warmup, power=power)
+        from diffusers.training_utils import EMAModel
+
+        self._float = [p for p in self.module.parameters() if p.is_floating_point()]
+        self._ema = EMAModel(
+            self._float, decay=self.decay, min_decay=0.0, update_after_step=0, use_ema_warmup=True, inv_gamma=1.0,
+            power=self.power, foreach=foreach,
+        )
+        self._ema.shadow_params = self._float  # average into this module's own tensors (in place)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> float:
+        """One diffusers ``EMAModel.step`` on ``model``'s parameters, then copy buffers; returns the decay used."""
+        d = self.current_decay()
+        pairs = self._pairs(model)
+        self._ema.optimization_step = self.step
+        self._ema.step(pairs.float_sources)
+        for shadow, src in zip(pairs.copy_shadows, pairs.copy_sources):
+            shadow.copy_(src)
+        self.step += 1
+        return d
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`EMA.state_dict` plus ``backend`` (a checkpoint says which implementation averaged it)."""
+        return {**super().state_dict(), "backend": "diffusers"}
+
+
+def make_ema(
+    model: nn.Module, *, backend: str = "genlab", decay: float = 0.999, warmup: bool = True, power: float = 2.0 / 3.0
+) -> EMA:
+    """The EMA of ``model`` with the implementation ``backend`` (one of :data:`EMA_BACKENDS`).
+
+    Raises:
+        ValueError: For an unknown backend (or diffusers without warm-up).
+    """
+    if backend == "genlab":
+        return EMA(model, decay=decay, warmup=warmup, power=power)
+    if backend == "diffusers":
+        return DiffusersEMA(model, decay=decay, warmup=warmup, power=power)
+    raise ValueError(f"ema_backend must be one of {list(EMA_BACKENDS)}; got {backend!r}")

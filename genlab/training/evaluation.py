@@ -89,7 +89,9 @@ def set_metric(name: str, x: Tensor, y: Tensor, *, n_projections: int = 256, see
                 f"metric 'fd' scores 8x8 or 16x16 digits (n, 1, H, W); got samples {tuple(x.shape[1:])} and "
                 f"data {tuple(y.shape[1:])}: drop 'fd' from eval.metrics for this dataset"
             )
-        return float(digits_fd(x.detach().float().cpu(), y.detach().float().cpu()))
+        # generated images are scored as images: clamped to the pixel range (as FID pipelines quantise to uint8),
+        # so an under-trained model gets a large FD instead of a refusal
+        return float(digits_fd(x.detach().float().cpu().clamp(-1.0, 1.0), y.detach().float().cpu()))
     xs = x.detach().flatten(1).double().cpu()
     ys = y.detach().flatten(1).double().cpu()
     if name == "sw":

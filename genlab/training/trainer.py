@@ -52,7 +52,7 @@ from genlab.training.checkpoint import (
 )
 from genlab.training.components import Components, build_components
 from genlab.training.config import RunConfig, check_components, load_config
-from genlab.training.ema import EMA
+from genlab.training.ema import make_ema
 from genlab.training.engines import Engine, get_engine
 from genlab.training.evaluation import data_floors, sample_metrics, validation_loss
 from genlab.training.fastpath import TrainMode, make_adamw
@@ -300,7 +300,8 @@ class Trainer:
         if tcfg.compile:  # opt-in; the raw modules (self.nets) stay what checkpoints and EMAs hold
             self.prepared = {name: torch.compile(m) for name, m in self.prepared.items()}
         self.emas = {
-            name: EMA(m, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup, power=tcfg.ema_power)
+            name: make_ema(m, backend=tcfg.ema_backend, decay=tcfg.ema_decay, warmup=tcfg.ema_warmup,
+                           power=tcfg.ema_power)
             for name, m in self.nets.items()
         }
         self.optimizers = {  # fused AdamW where PyTorch has the kernel (fastpath.make_adamw), else foreach
