@@ -253,6 +253,23 @@ def _exact_assignment(cost: Tensor) -> Tensor:
     return assignment.to(cost.device)
 
 
+def _pot_plan(cost: Tensor, *, method: str, reg: float, normalize: Normalize, n_iter: int, tol: float) -> Tensor:
+    """The plan of :func:`ot_plan` computed by POT (``ot.emd`` / ``ot.sinkhorn(method="sinkhorn_log")``)."""
+    try:
+        import ot
+    except ImportError as err:
+        raise ImportError("backend='pot' needs POT: pip install pot (or use backend='genlab')") from err
+    b0, b1 = cost.shape
+    a = torch.full((b0,), 1.0 / b0, dtype=cost.dtype, device=cost.device)
+    b = torch.full((b1,), 1.0 / b1, dtype=cost.dtype, device=cost.device)
+    if method == "exact":
+        return ot.emd(a, b, cost)
+    if method == "sinkhorn":
+        m = _normalize_cost(cost, normalize)
+        return ot.sinkhorn(a, b, m, float(reg), method="sinkhorn_log", numItermax=int(n_iter), stopThr=float(tol))
+    raise ValueError(f"method must be 'exact' or 'sinkhorn'; got {method!r}")
+
+
 def ot_plan(
     x0: Tensor,
     x1: Tensor,
@@ -263,6 +280,7 @@ def ot_plan(
     n_iter: int = 1000,
     tol: float = 1e-6,
     solver: Literal["sinkhorn", "newton"] = "sinkhorn",
+    backend: Literal["genlab", "pot"] = "genlab",
 ) -> Tensor:
     """OT plan of the squared Euclidean cost between two minibatches with uniform weights.
 
@@ -286,12 +304,19 @@ def ot_plan(
         n_iter: Maximum Sinkhorn iterations.
         tol: Sinkhorn tolerance on the relative row-marginal error.
         solver: ``"sinkhorn"`` or ``"newton"`` (stabilised; see :func:`sinkhorn_plan`).
+        backend: ``"genlab"`` (the solvers above) or ``"pot"`` (Python Optimal Transport, ``pip install pot``:
+            ``ot.emd`` for ``"exact"``, log-domain ``ot.sinkhorn`` for ``"sinkhorn"`` on the same normalised cost;
+            ``solver`` is then POT's business). Checked against each other in the tests.
 
     Returns:
         Plan of shape ``(B0, B1)`` in float64 (float32 on devices without float64) on ``x0``'s device;
         rows sum to ``1/B0``, columns to ``1/B1``.
     """
     cost = squared_cost(x0, x1)
+    if backend == "pot":
+        return _pot_plan(cost, method=method, reg=reg, normalize=normalize, n_iter=n_iter, tol=tol)
+    if backend != "genlab":
+        raise ValueError(f"backend must be 'genlab' or 'pot'; got {backend!r}")
     if method == "exact":
         cols = _exact_assignment(cost)
         b = cost.shape[0]
@@ -365,6 +390,7 @@ class MinibatchOT(Coupling):
         replace: Sample pairs from the plan with replacement.
         solver: ``"sinkhorn"`` (plain log-domain iterations) or ``"newton"`` (ε-scaling + Sinkhorn–Newton,
             converges at small ``reg``; see :func:`sinkhorn_plan`).
+        backend: ``"genlab"`` or ``"pot"`` (POT's solvers on the same cost; see :func:`ot_plan`).
     """
 
     def __init__(
@@ -377,6 +403,7 @@ class MinibatchOT(Coupling):
         n_iter: int = 1000,
         replace: bool = False,
         solver: Literal["sinkhorn", "newton"] = "sinkhorn",
+        backend: Literal["genlab", "pot"] = "genlab",
     ) -> None:
         if base is not None and not isinstance(base, Coupling):
             raise TypeError(
@@ -397,6 +424,9 @@ class MinibatchOT(Coupling):
         if solver not in ("sinkhorn", "newton"):
             raise ValueError(f"solver must be 'sinkhorn' or 'newton'; got {solver!r}")
         self.solver = solver
+        if backend not in ("genlab", "pot"):
+            raise ValueError(f"backend must be 'genlab' or 'pot' (Python Optimal Transport); got {backend!r}")
+        self.backend = backend
 
     @classmethod
     def schrodinger_bridge(
@@ -446,13 +476,13 @@ class MinibatchOT(Coupling):
     def __repr__(self) -> str:
         return (
             f"MinibatchOT(base={self.base!r}, method={self.method!r}, reg={self.reg}, normalize={self.normalize!r}, "
-            f"n_iter={self.n_iter}, replace={self.replace}, solver={self.solver!r})"
+            f"n_iter={self.n_iter}, replace={self.replace}, solver={self.solver!r}, backend={self.backend!r})"
         )
 
     def plan(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The plan this coupling uses on a minibatch (see :func:`ot_plan`)."""
         return ot_plan(x0, x1, method=self.method, reg=self.reg, normalize=self.normalize, n_iter=self.n_iter,
-                       solver=self.solver)
+                       solver=self.solver, backend=self.backend)
 
     def sample(self, batch: object, *, generator: torch.Generator | None = None) -> CouplingSample:
         """Draw from ``base`` and re-pair by the minibatch OT plan.
