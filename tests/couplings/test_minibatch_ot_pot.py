@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("ot")
 
-from genlab.couplings.minibatch_ot import MinibatchOT, ot_plan  # noqa: E402
+from genlab.couplings.minibatch_ot import MinibatchOT, ot_plan
 
 
 def _batch(seed: int, b: int = 24, d: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
