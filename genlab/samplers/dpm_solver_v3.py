@@ -21,7 +21,9 @@ with g^{(n)} from the past g's: the Taylor system through the last n + 1 nodes (
 divided differences ("pseudo-order", g^{(i)} ≈ i!·g[λ_0, …, λ_i]). The **corrector** recomputes the step with the new
 evaluation at λ_t as one more node (pseudo-order, order p + 1, no extra evaluation) and keeps σε̂ − l⊙x of that
 evaluation fixed while the state moves (Alg. 1/2 of the paper, as in the authors' ``dpm_solver_v3.py``). Defaults
-are the authors' CIFAR-10 setting: order 3, non-pseudo predictor, pseudo corrector, ``lower_order_final``.
+follow the authors' CIFAR-10 script (``codebases/score_sde/sample.sh``): order 3, corrector on and not pseudo;
+pseudo-order predictor and no lower-order final steps at N ≤ 5, the plain predictor with ``lower_order_final`` above
+(their script also turns the corrector off at 9–10 steps; that tuning is not copied).
 
 Reduction checks (tests/samplers/test_dpm_solver_v3.py): with the statistics of an exact Gaussian model (l = σ²/v,
 s = 0, b = f', v = α²s² + σ²) g is constant, so one first-order step is the closed-form flow map up to the quadrature
@@ -328,10 +330,11 @@ class DPMSolverV3(Sampler):
 
     Args:
         order: Predictor order (1 to 3; the authors' default 3).
-        predictor_pseudo: Pseudo-order (divided differences) for the predictor (default ``False``).
+        predictor_pseudo: Pseudo-order (divided differences) for the predictor; ``None`` (default): at N ≤ 5 steps.
         corrector: Use the corrector (default ``True``).
-        corrector_pseudo: Pseudo-order corrector of order p + 1 (default ``True``; ``False``: order p).
-        lower_order_final: At most N − k + 1 nodes on step k (1-based), as the authors' code.
+        corrector_pseudo: ``True``: pseudo-order corrector of order p + 1; ``False`` (default, the authors' CIFAR-10
+            setting): corrector of order p (so none after a first-order step).
+        lower_order_final: At most N − k + 1 nodes on step k (1-based); ``None`` (default): only above 5 steps.
         statistics: Precomputed :class:`EMS` (skips the estimation).
         statistics_path: File to load the statistics from (if it holds matching ones) or save them to.
         stat_steps: Steps of the statistics λ grid.
@@ -345,16 +348,17 @@ class DPMSolverV3(Sampler):
     consumes: ClassVar[tuple[str, ...] | None] = ("noise",)
     default_grid: ClassVar[str] = "log_snr"
 
-    def __init__(self, *, order: int = 3, predictor_pseudo: bool = False, corrector: bool = True,
-                 corrector_pseudo: bool = True, lower_order_final: bool = True, statistics: EMS | None = None,
+    def __init__(self, *, order: int = 3, predictor_pseudo: bool | None = None, corrector: bool = True,
+                 corrector_pseudo: bool = False, lower_order_final: bool | None = None, statistics: EMS | None = None,
                  statistics_path: str | Path | None = None, stat_steps: int = 100, n_samples: int = 128,
                  seed: int = 0, refine: int = 8) -> None:
         if isinstance(order, bool) or order not in (1, 2, 3):
             raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
         for name, val in (("predictor_pseudo", predictor_pseudo), ("corrector", corrector),
                           ("corrector_pseudo", corrector_pseudo), ("lower_order_final", lower_order_final)):
-            if not isinstance(val, bool):
-                raise TypeError(f"{name} must be True or False, got {val!r}")
+            if not isinstance(val, bool) and not (val is None and name in ("predictor_pseudo", "lower_order_final")):
+                raise TypeError(f"{name} must be True or False{' or None (auto)' if 'pseudo' in name or 'final' in name else ''}, "
+                                f"got {val!r}")
         if statistics is not None and not isinstance(statistics, EMS):
             raise TypeError(f"statistics must be an EMS (see compute_statistics), got {type(statistics).__name__}")
         if isinstance(stat_steps, bool) or not isinstance(stat_steps, int) or stat_steps < 4:
@@ -415,11 +419,19 @@ class DPMSolverV3(Sampler):
                              f"[{float(ems.lam[0]):.4g}, {float(ems.lam[-1]):.4g}]; compute them over the grid's range")
         return ems
 
+    def resolved(self, n: int) -> tuple[bool, bool]:
+        """``(predictor_pseudo, lower_order_final)`` for a grid of ``n`` steps (``None`` = the authors' choice:
+        pseudo-order predictor and no lower-order final steps at N ≤ 5, the opposite above)."""
+        pp = (n <= 5) if self.predictor_pseudo is None else self.predictor_pseudo
+        lof = (n > 5) if self.lower_order_final is None else self.lower_order_final
+        return pp, lof
+
     def _orders(self, n: int) -> list[int]:
+        lof = self.resolved(n)[1]
         orders = []
         for step in range(1, n + 1):
             p = min(step, self.order)
-            if self.lower_order_final:
+            if lof:
                 p = min(p, n + 1 - step)
             orders.append(p)
         return orders
@@ -481,6 +493,7 @@ class DPMSolverV3(Sampler):
 
         n_steps = grid.numel() - 1
         orders = self._orders(n_steps)
+        p_pseudo = self.resolved(n_steps)[0]
         xs_hist: list[Tensor] = []  # states at the grid nodes (newest last)
         f_hist: list[Tensor] = []
         p_prev = 0
@@ -500,8 +513,7 @@ class DPMSolverV3(Sampler):
                 xs_hist[-1] = x  # f_k (i.e. σε̂ − l·x of this evaluation) is kept while the state moves
             p = orders[k]
             nodes = [k - j for j in range(p)]
-            x = update(nodes, [xs_hist[i] for i in nodes], [f_hist[i] for i in nodes], k + 1, p,
-                       self.predictor_pseudo)
+            x = update(nodes, [xs_hist[i] for i in nodes], [f_hist[i] for i in nodes], k + 1, p, p_pseudo)
             p_prev = p
             x = self._report(k, grid, x, callback, trajectory, x1_hat=pred("x1"))
         return x, {"statistics_nfe": stats_nfe, "orders": orders}
