@@ -56,3 +56,13 @@ def test_eval_writes_curve_and_samples(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "s.png"
     genlab.training.sample_run(run, out=out, n=16, progress=True)
     assert "sampling (euler)" in capsys.readouterr().err
+
+
+def test_genlab_sample_shows_a_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    from genlab.analytic import GaussianMixture, exact_field
+
+    field = exact_field(VPDiffusion(), "gaussian", GaussianMixture(torch.zeros(1, 2), 1.0), kind="noise")
+    a = genlab.sample(field, sampler="dpmpp_2m", steps=5, n=8, shape=(2,), seed=0, progress=True)
+    assert "sampling (dpmpp_2m)" in capsys.readouterr().err
+    b = genlab.sample(field, sampler="dpmpp_2m", steps=5, n=8, shape=(2,), seed=0, progress=False)
+    assert torch.equal(a.x, b.x) and capsys.readouterr().err == ""

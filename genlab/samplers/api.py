@@ -63,6 +63,7 @@ def sample(
     callback: Callable[[StepInfo], None] | None = None,
     return_trajectory: bool = False,
     grid_options: dict[str, Any] | None = None,
+    progress: bool | None = None,
     **sampler_options: Any,
 ) -> SampleResult:
     """Sample ``field`` with any registered sampler.
@@ -90,6 +91,7 @@ def sample(
         device: Device of the initial state (default: ``cond``'s, else the field parameters', else CPU).
         dtype: Dtype of the initial state.
         callback: Called after each step.
+        progress: Bar over the steps (``None``: when stderr is a terminal, rank 0 only; ``True``/``False``).
         return_trajectory: Keep the states at every grid point.
         grid_options: Options of the named or recommended grid (``t_start``, ``t_end``, ``kappa``, ``rho``).
         **sampler_options: Constructor options of the sampler (e.g. ``eta=1.0``, ``order=3``).
@@ -131,5 +133,8 @@ def sample(
             x_init = interpolant.init_scale(times[0], noise).reshape(-1, *([1] * len(shape))) * noise
         else:
             raise ValueError("this path has a data source: pass x_init= (samples of the source distribution)")
-    return smp.sample(field, x_init, times, cond=cond, generator=generator, callback=callback,
-                      return_trajectory=return_trajectory)
+    from genlab.progress import ProgressBar
+
+    with ProgressBar(int(times.numel() - 1), desc=f"sampling ({smp.name})", progress=progress, then=callback) as bar:
+        return smp.sample(field, x_init, times, cond=cond, generator=generator, callback=bar.callback(),
+                          return_trajectory=return_trajectory)
