@@ -75,7 +75,7 @@ def clip_grad_norm(params: Sequence[nn.Parameter], max_norm: float) -> Tensor:
     The same arithmetic as ``torch.nn.utils.clip_grad_norm_(params, max_norm)`` (per-tensor norms by
     ``torch._foreach_norm``, the norm of their stack, gradients multiplied by ``min(1, max_norm / (norm +
     1e-6))``), bit for bit when all gradients share one device and dtype (otherwise it calls PyTorch's
-    function); with ``max_norm = inf`` the multiplication by exactly 1 is skipped.
+    function); a multiplication by exactly 1 (``max_norm = inf``, or a norm below ``max_norm``) is skipped.
 
     Args:
         params: Parameters (those without a gradient are ignored).
@@ -94,7 +94,10 @@ def clip_grad_norm(params: Sequence[nn.Parameter], max_norm: float) -> Tensor:
     total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
     if not math.isinf(max_norm):
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        torch._foreach_mul_(grads, coef)
+        # multiplying by exactly 1 changes nothing: skip the pass over the gradients then (the caller reads the
+        # norm as a float anyway, so reading the factor adds no device synchronisation)
+        if float(coef) != 1.0:
+            torch._foreach_mul_(grads, coef)
     return total
 
 
