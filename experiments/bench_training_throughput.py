@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--stem", default="training_throughput")
+    parser.add_argument("--bare-rounds", type=int, default=None, help="rounds of bare steps (default 9; quick 3)")
+    parser.add_argument("--loop-rounds", type=int, default=None, help="rounds of full loops (default 12; quick 2)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu: CPU seconds of this process (robust on a shared machine); wall: elapsed seconds")
     args = parser.parse_args(argv)
@@ -410,6 +412,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_flush_denormal(True)
     warmup, bare_steps, bare_rounds = (10, 30, 3) if args.quick else (30, 100, 9)
     loop_steps, loop_rounds = (100, 2) if args.quick else (300, 12)
+    bare_rounds = args.bare_rounds or bare_rounds
+    loop_rounds = args.loop_rounds or loop_rounds
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     fm = _flow_matching()
