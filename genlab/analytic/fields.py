@@ -111,7 +111,7 @@ def posterior_means(
     """
     if x_t.ndim != 2:
         raise ValueError(f"exact fields work on vectors (B, d); got x_t of shape {tuple(x_t.shape)}")
-    b, d = x_t.shape
+    d = x_t.shape[1]
     dt = torch.float64 if x_t.device.type != "mps" else torch.float32
     dev = x_t.device
     x = x_t.to(dt)
@@ -150,6 +150,18 @@ def posterior_means(
     c1, lw1 = gm1.covs, torch.log(gm1.weights)
     s0, s1 = _structure(c0), _structure(c1)
     lw = (lw0[:, None] + lw1[None, :]).reshape(-1)  # (P,) over pairs p = (i, j), P = K0·K1
+    # Per-sample means (a bridge's known x0, a ConditionalGMM's scale·x0) shift every component of a sample alike:
+    # m_ij = α μ0_i + β μ1_j + (α off0 + β off1). Work with shared means on x − shift and add the offsets back to
+    # the posterior means (the weights sum to one), so no (B, K0·K1, d) table of means is ever built.
+    off0 = off1 = None
+    if x0 is not None:
+        off0, mu0 = mu0[:, 0, :], torch.zeros(1, 1, d, dtype=dt, device=dev)
+    if isinstance(target, ConditionalGMM):
+        off1, mu1 = target.scale * x0.to(dt), gm1.means[None]
+    if off0 is not None or off1 is not None:
+        al, be, _ = _coefficients(interpolant, tt)
+        shift = sum(c[:, None] * o for c, o in ((al, off0), (be, off1)) if o is not None)
+        x = x - shift
     if "full" in (s0, s1):
         out0, out1, outs = _full(interpolant, x, tt, mu0, c0, mu1, c1, lw)
     elif s0 == "iso" and s1 == "iso":
@@ -157,6 +169,10 @@ def posterior_means(
     else:
         out0, out1, outs = _diagonal(interpolant, x, tt, mu0, c0.diagonal(dim1=-2, dim2=-1), mu1,
                                      c1.diagonal(dim1=-2, dim2=-1), lw)
+    if off0 is not None:
+        out0 = out0 + off0
+    if off1 is not None:
+        out1 = out1 + off1
     score = outs.to(x_t.dtype) if interpolant.has_noise else None
     return PosteriorMeans(out0.to(x_t.dtype), out1.to(x_t.dtype), score)
 
@@ -253,7 +269,7 @@ def _diagonal(interpolant: Interpolant, x: Tensor, tt: Tensor, mu0: Tensor, v0: 
 def _full(interpolant: Interpolant, x: Tensor, tt: Tensor, mu0: Tensor, c0: Tensor, mu1: Tensor, c1: Tensor,
           lw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Full covariances: one Cholesky factor per pair and distinct time, all samples at that time as RHS."""
-    b, d = x.shape
+    d = x.shape[1]
     k0, k1 = c0.shape[0], c1.shape[0]
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     c0p = c0[:, None].expand(k0, k1, d, d).reshape(-1, d, d)

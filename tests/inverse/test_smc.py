@@ -8,6 +8,8 @@ particle count grows (a decreasing error at 4 counts); bad input is refused with
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -46,12 +48,16 @@ def test_tds_with_one_particle_is_score_mode_dps(gauss) -> None:
         torch.testing.assert_close(res.weights, torch.ones(3, 1, dtype=DT))
 
 
-def test_mcgdiff_without_resampling_is_independent_proposal_chains(gauss) -> None:
+def test_systems_do_not_depend_on_how_many_are_drawn(gauss) -> None:
     gp, prior = gauss
-    one = solve(gp.problem, prior, "mcgdiff", n_particles=3, steps=15, resample_threshold=0.0, n_samples=1, seed=4)
-    sep = solve(gp.problem, prior, "mcgdiff", n_particles=1, steps=15, n_samples=3, seed=4)
-    torch.testing.assert_close(one.particles[0], sep.samples, rtol=0, atol=0)
-    assert one.n_resampled == 0 and one.nfe == 15 and one.n_vjp == 0
+    for method in ("mcgdiff", "tds"):
+        three = solve(gp.problem, prior, method, n_particles=4, steps=10, n_samples=3, seed=4)
+        one = solve(gp.problem, prior, method, n_particles=4, steps=10, n_samples=1, seed=4)
+        torch.testing.assert_close(three.particles[:1], one.particles, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(three.samples[:1], one.samples, rtol=1e-12, atol=1e-12)
+        assert three.n_resampled > 0 and three.nfe == one.nfe
+    res = solve(gp.problem, prior, "mcgdiff", n_particles=4, steps=10, resample_threshold=0.0, n_samples=2, seed=4)
+    assert res.n_resampled == 0 and res.nfe == 10 and res.n_vjp == 0
 
 
 def test_mcgdiff_last_potential_is_the_exact_likelihood(gauss) -> None:
@@ -73,16 +79,19 @@ def test_weighted_moments_converge_to_the_exact_posterior(gauss, method: str) ->
     gp, prior = gauss
     mean, cov = gp.posterior.mean, gp.posterior.cov
     errs = []
-    for n_part in (2, 8, 32, 128):
+    for n_part in (4, 16, 64, 256):
         res = solve(gp.problem, prior, method, n_particles=n_part, steps=30, n_samples=24, seed=1)
         assert res.weights.shape == (24, n_part) and res.particles.shape == (24, n_part, 4)
         torch.testing.assert_close(res.weights.sum(1), torch.ones(24, dtype=DT))
         assert bool((res.ess >= 1 - 1e-9).all()) and bool((res.ess <= n_part + 1e-9).all())
         errs.append(_weighted_errors(res, mean, cov))
     means, covs = [e[0] for e in errs], [e[1] for e in errs]
-    assert all(a > b for a, b in zip(means, means[1:])), means
-    assert all(a > b for a, b in zip(covs, covs[1:])), covs
-    assert means[-1] < 0.5 * means[0] and covs[-1] < 0.6 * covs[0]
+    assert all(a > b for a, b in itertools.pairwise(means)), means
+    assert all(a > b for a, b in itertools.pairwise(covs)), covs
+    # 64× the particles: MCGdiff's locally optimal proposal gains more than TDS's (whose DPS twisting is
+    # over-confident at this σ, so its weights degenerate faster)
+    gain = 0.5 if method == "mcgdiff" else 0.7
+    assert means[-1] < gain * means[0] and covs[-1] < gain * covs[0]
 
 
 def test_resampling_helpers() -> None:
@@ -98,6 +107,8 @@ def test_bad_input_is_refused(gauss) -> None:
         solve(gp.problem, prior, "mcgdiff", n_particles=0)
     with pytest.raises(ValueError, match="resample_threshold"):
         solve(gp.problem, prior, "tds", resample_threshold=2.0)
+    with pytest.raises(ValueError, match="twist"):
+        solve(gp.problem, prior, "tds", twist="magic")
     with pytest.raises(ValueError, match="unknown option"):
         solve(gp.problem, prior, "mcgdiff", particles=4)
     noiseless = InverseProblem(gp.problem.op, gp.problem.y, 0.0)
@@ -105,3 +116,26 @@ def test_bad_input_is_refused(gauss) -> None:
         solve(noiseless, prior, "mcgdiff", n_particles=2, steps=3)
     with pytest.raises(ValueError, match="no"):
         solve(gp.problem, prior, "tds", sampler="ddim")
+
+
+def test_gaussian_twist_is_the_exact_likelihood_for_a_gaussian_prior(gauss) -> None:
+    """For N(μ0, I) data on VP, x1 | x_t is Gaussian with covariance r_t² I, r_t² = α²/(β² + α²): the "gaussian"
+    twist with v = 1 is log p(y | x_t) up to a constant (checked against the closed form at one time)."""
+    gp, prior = gauss
+    from genlab.inverse.methods.base import CountedModel
+    from genlab.inverse.methods.smc import TDS
+
+    m = TDS(twist="gaussian", twist_data_var=1.0)
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(2), dtype=DT)
+    st = m._setup(gp.problem.expand(6), 1, x)
+    t = torch.tensor(0.6, dtype=DT)
+    logh = m._potential(x, t, CountedModel(prior), st)["logh"]
+    c = prior.coeffs(t, x)
+    a, s = float(c.beta[0]), float(c.alpha[0])
+    mu0 = gp.prior.means[0]
+    # y | x_t ~ N(A m(x_t), σ²I + r² AAᵀ) with m(x_t) = μ0 + a(x_t − aμ0)/(a² + s²)
+    mean = mu0 + a * (x - a * mu0) / (a**2 + s**2)
+    cov = gp.problem.sigma**2 * torch.eye(2, dtype=DT) + s**2 / (a**2 + s**2) * gp.A @ gp.A.T
+    r = gp.problem.y - mean @ gp.A.T
+    exact = -0.5 * torch.einsum("bi,ij,bj->b", r, torch.linalg.inv(cov), r)
+    torch.testing.assert_close(logh - logh[0], exact - exact[0], rtol=1e-9, atol=1e-9)

@@ -35,18 +35,23 @@ with ``p(x_{t'} | x_t) = N(m(x_t), ω²I)`` the DDPM kernel (``Interpolant.impli
   time before the last; genlab's DDPM sampler takes its last step without noise). The step into t = 1 of the VP
   chain is deterministic (ω = 0) and cannot carry a density ratio: there the proposal is the plain kernel
   (x_1 = x̂1) and the weight is ``N(y; A x_1, σ²I)/h_t``. The final weights need ``h`` at the last state: one more
-  evaluation when ``t_end < 1`` (none at t = 1, where ``h`` is the exact likelihood). **Not done:** the paper's other twisting functions, and twisting by an
+  evaluation when ``t_end < 1`` (none at t = 1, where ``h`` is the exact likelihood). Option ``twist="gaussian"``
+  (not in the paper): ``h_t = N(y; A x̂1, σ²I + r_t²AAᵀ)`` with the Gaussian-data Tweedie variance
+  ``r_t² = v α²/(β² v + α²)`` (``v = twist_data_var``; ΠGDM's r_t² for v = 1), which widens the twisting where x̂1
+  is uncertain. **Not done:** the paper's other twisting functions, and twisting by an
   arbitrary registered genlab guidance (that needs a guidance to expose ``log h_t``, not only its gradient).
 
 Resampling: systematic, per system, when ESS < ``resample_threshold``·N (both papers resample at every step,
-which is the default ``resample_threshold = 1.0``: every step whose weights are not all equal). Noise: particle
-``k`` of system ``j`` draws from :class:`~genlab.utils.NoiseStream` row ``j·N + k`` (so one particle per system
-reproduces the proposal method's draws), resampling uniforms from a second per-system stream.
+which is the default ``resample_threshold = 1.0``: every step whose weights are not all equal). Noise: system
+``j`` draws its particles' noise as ``(N, *x_shape)`` blocks from row ``j`` of a :class:`~genlab.utils.NoiseStream`
+(so a system depends only on the seed and ``j``, whatever ``n_samples``, and one particle per system reproduces the
+proposal method's draws), its resampling uniforms (one per step) from the same row.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,15 +62,17 @@ from genlab.inverse.methods.base import (
     CountedModel,
     IterativeOutput,
     IterativeSolver,
+    check_choice,
     check_positive,
     condition_prediction,
+    solve_gram,
 )
 from genlab.inverse.priors import DiffusionPrior
 from genlab.inverse.problem import InverseProblem
 from genlab.samplers.grids import make_grid
 from genlab.utils import NoiseStream, append_dims
 
-__all__ = ["MCGdiff", "SMCOutput", "SMCSolver", "TDS", "effective_sample_size", "systematic_resample"]
+__all__ = ["TDS", "MCGdiff", "SMCOutput", "SMCSolver", "effective_sample_size", "systematic_resample"]
 
 
 @dataclass
@@ -101,7 +108,7 @@ def systematic_resample(log_w: Tensor, u: Tensor) -> Tensor:
     Returns:
         Long tensor ``(B, N)``.
     """
-    b, n = log_w.shape
+    n = log_w.shape[1]
     cdf = torch.cumsum(torch.softmax(log_w.double(), dim=1), dim=1)
     cdf[:, -1] = 1.0
     pos = (u.double()[:, None] + torch.arange(n, dtype=torch.float64, device=log_w.device)[None]) / n
@@ -163,7 +170,7 @@ class SMCSolver(IterativeSolver):
         raise NotImplementedError
 
     def _propose(self, x: Tensor, t: Tensor, t_next: Tensor, pot: dict[str, Tensor], model: CountedModel,
-                 st: dict[str, Any], stream: NoiseStream) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                 st: dict[str, Any], noise: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """``(x_next, log incremental weight, potential at x_next)``."""
         raise NotImplementedError
 
@@ -179,10 +186,21 @@ class SMCSolver(IterativeSolver):
         interp = prior.interpolant
         y0 = problem.y
         grid = make_grid("uniform", int(o["steps"]), interp, t_end=float(o["t_end"])).to(y0.device)
-        stream = NoiseStream(batch, generator) if generator is not None else None
-        res_stream = NoiseStream(n_samples, generator) if generator is not None else None
+        # one stream per system whose draws are (N, *x_shape) blocks: system j's particles depend only on (seed, j),
+        # and with N = 1 the draws are those of a guided run with the same seed (NoiseStream blocks are keyed by the
+        # per-sample size, so (1, d) and (d,) draws coincide)
+        stream = NoiseStream(n_samples, generator) if generator is not None else None
+        res_stream = stream  # uniforms for resampling come from the same per-system generators
+
+        def noise(like: Tensor) -> Tensor:
+            if stream is None:
+                return torch.randn_like(like)
+            return stream.randn((n_samples, n_part, *like.shape[1:]), dtype=like.dtype,
+                                device=like.device).reshape(like.shape)
+
         model = CountedModel(prior)
-        x = prior.initial_state(batch, x_shape, float(grid[0]), generator=stream, device=y0.device, dtype=y0.dtype)
+        eps = noise(torch.empty(batch, *x_shape, dtype=y0.dtype, device=y0.device))
+        x = append_dims(prior.coeffs(float(grid[0]), eps).alpha, eps.ndim) * eps  # DiffusionPrior.initial_state
         st = self._setup(problem, n_part, x)
         pot = self._potential(x, grid[0], model, st)
         log_w = pot["logh"].view(n_samples, n_part).double()
@@ -192,7 +210,7 @@ class SMCSolver(IterativeSolver):
             log_w, x, pot, did = self._maybe_resample(log_w, x, pot, n_samples, n_part, res_stream)
             n_res += did
             diag_res.append(did / n_samples)
-            x, log_inc, pot = self._propose(x, t, t_next, pot, model, st, stream)
+            x, log_inc, pot = self._propose(x, t, t_next, pot, model, st, noise)
             log_w = log_w + log_inc.view(n_samples, n_part).double()
             log_w = torch.where(torch.isnan(log_w), torch.full_like(log_w, -math.inf), log_w)
             if bool((log_w.amax(1) == -math.inf).any()):
@@ -220,11 +238,12 @@ class SMCSolver(IterativeSolver):
         thr = float(self.options["resample_threshold"])
         if n_part == 1 or thr == 0:
             return log_w, x, pot, 0
+        # drawn at every step, so a system's draws never depend on whether another system resamples
+        u = res_stream.rand((n_samples,), device=x.device) if res_stream is not None else torch.rand(n_samples)
         ess = effective_sample_size(log_w)
         todo = ess < thr * n_part * (1 - 1e-9)
         if not bool(todo.any()):
             return log_w, x, pot, 0
-        u = res_stream.rand((n_samples,), device=x.device) if res_stream is not None else torch.rand(n_samples)
         anc = systematic_resample(log_w, u)
         keep = torch.arange(n_part, device=x.device)[None].expand(n_samples, n_part)
         anc = torch.where(todo[:, None], anc, keep)
@@ -278,7 +297,7 @@ class MCGdiff(SMCSolver):
         return {"logh": torch.where(st["obs"][None], lp, 0).sum(1)}
 
     def _propose(self, x: Tensor, t: Tensor, t_next: Tensor, pot: dict[str, Tensor], model: CountedModel,
-                 st: dict[str, Any], stream: NoiseStream | None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                 st: dict[str, Any], noise: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         interp = model.prior.interpolant
         x1 = model.evaluate(x, t, grad=False)("x1").detach()
         mean, omega = _kernel(interp, x, t, t_next, x1)
@@ -294,7 +313,7 @@ class MCGdiff(SMCSolver):
         # kernel N(m, ω²) × potential N(target; c, v): the locally optimal proposal on observed coordinates
         mq = torch.where(obs, (v * m + w2 * target) / safe, m)
         sq = torch.where(obs, (w2 * v / safe).clamp_min(0).sqrt(), omega[:, None].expand_as(m))
-        xi = torch.randn_like(x) if stream is None else stream.randn_like(x)
+        xi = noise(x)
         x_next = svd.V(mq + sq * xi)
         lp = -0.5 * ((target - m) ** 2 / safe + torch.log(2 * math.pi * safe))
         log_pred = torch.where(obs, lp, 0).sum(1)  # ∫ p(x'|x) h_{t'}(x') dx'
@@ -305,13 +324,20 @@ class TDS(SMCSolver):
     """Twisted diffusion sampler (Wu et al., NeurIPS'23, Algorithm 1) with the DPS twisting function (eq. 8).
 
     Options (defaults): ``n_particles`` (16), ``steps`` (100), ``t_end`` (1.0), ``resample_threshold`` (1.0, every
-    step as in Algorithm 1). One evaluation and one VJP per step; with one particle it equals
+    step as in Algorithm 1), ``twist`` (``"dps"``: the paper's eq. 8; ``"gaussian"``: variance-inflated, see the
+    module docstring), ``twist_data_var`` (1.0, the data variance ``v`` of the ``"gaussian"`` twist). One evaluation and one VJP per step; with one particle it equals
     ``solve(..., "dps", faithful=False, sampler="ddpm")`` before the last step (see the module docstring).
     """
 
     name: ClassVar[str] = "tds"
     uses_network_gradient: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {**SMCSolver.DEFAULTS, "n_particles": 16}
+    DEFAULTS: ClassVar[dict[str, Any]] = {**SMCSolver.DEFAULTS, "n_particles": 16, "twist": "dps",
+                                          "twist_data_var": 1.0}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_choice("twist", self.options["twist"], ("dps", "gaussian"))
+        check_positive("twist_data_var", self.options["twist_data_var"])
 
     def _potential(self, x: Tensor, t: Tensor, model: CountedModel, st: dict[str, Any]) -> dict[str, Tensor]:
         sigma2 = st["sigma2"]
@@ -324,21 +350,27 @@ class TDS(SMCSolver):
         with torch.enable_grad():
             x1 = model.evaluate(xg, t, grad=True)("x1")
             r = st["y"] - st["op"].A(x1)
-            logh = -0.5 * r.flatten(1).pow(2).sum(1) / sigma2
+            if self.options["twist"] == "dps":
+                logh = -0.5 * r.flatten(1).pow(2).sum(1) / sigma2
+            else:  # N(y; A x̂1, σ²I + r_t²AAᵀ); the log-determinant is the same for every particle at t: dropped
+                v = float(self.options["twist_data_var"])
+                r2 = v * cf.alpha**2 / (cf.beta**2 * v + cf.alpha**2)
+                q = solve_gram(st["op"], r, r2, sigma2, st["x_shape"])
+                logh = -0.5 * (r * q).flatten(1).sum(1)
             (grad,) = torch.autograd.grad(logh.sum(), xg)
         return {"logh": logh.detach(), "x1": x1.detach(), "grad": grad}
 
     def _setup(self, problem: InverseProblem, n_part: int, x: Tensor) -> dict[str, Any]:
         st = super()._setup(problem, n_part, x)
-        st.update(op=problem.op, sigma2=float(problem.sigma) ** 2)
+        st.update(op=problem.op, sigma2=float(problem.sigma) ** 2, x_shape=tuple(problem.x_shape))
         return st
 
     def _propose(self, x: Tensor, t: Tensor, t_next: Tensor, pot: dict[str, Tensor], model: CountedModel,
-                 st: dict[str, Any], stream: NoiseStream | None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+                 st: dict[str, Any], noise: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         interp = model.prior.interpolant
         x1 = pot["x1"]
         omega = interp.markov_omega(t, t_next, x)
-        xi = torch.randn_like(x) if stream is None else stream.randn_like(x)
+        xi = noise(x)
         cf = model.prior.coeffs(t, x)
         eps = (x - append_dims(cf.beta, x.ndim) * x1) / append_dims(cf.alpha, x.ndim)
         x1_y, _ = condition_prediction(x1, eps, pot["grad"], cf)
