@@ -37,6 +37,14 @@ What is reconstructed or uncertain (stated as in the reference):
   10 NFE per step at K = 5. The solver reports the measured NFE and VJP counts;
 * the contrastive ViT term and PSLD's "gluing" term are not implemented (optional in the paper's text).
 
+Controlled experiment on the "4× fewer NFE" claim (issue 13; ``experiments/bench_inverse_gmm.py --stsl``,
+``experiments/results/inverse_gmm_stsl.md``; d = 8 MCGdiff GMM, d_y ∈ {1, 2, 4}, measured NFE): flipping the trace
+term's sign changes the SW by < 1 % (e.g. 2.206 vs 2.216 at 100 NFE, d_y = 1), so at the paper's weight η/d it is
+numerically inert — no sign or scale bug that would hide a gain; ×100 makes it worse; the exact JVP estimator is no
+better than dropping the term at equal NFE. STSL at N NFE beat latent DPS at 4N NFE in none of 6 (cell, budget)
+pairs (one tie within noise). On this problem the claim does not reproduce and the implementation is not the
+cause; the paper's setting (SD v1.5 latents, start from the encoded measurement) is not reproduced here.
+
 With ``eta_tr = 0`` and ``K = 1`` the update is exactly latent DPS with its gradient step applied before the
 transition (:class:`~genlab.inverse.methods.dps.DPS` with ``apply="before"``: ``normalize=True, zeta=lam/2`` for
 the norm loss, ``normalize=False, zeta=lam`` for the squared loss); the tests check this on a seed.
@@ -64,7 +72,8 @@ class STSL(Guidance):
 
     Options (defaults):
         lam (0.1): λ, weight of the data term (a step size: the gradient of ‖r‖ has norm ≤ ‖A‖·‖J‖).
-        eta_tr (0.02): η, weight of the trace term (0.02 was best in the paper's ablation; 0 = "biased" first order).
+        eta_tr (0.02): η, weight of the trace term (0.02 was best in the paper's ablation; 0 = "biased" first order;
+            negative flips its sign, an ablation of issue 13's controlled STSL experiment).
         K (5): inner iterations per step.
         trace_estimator ("fd_unit"): ``"fd_unit"`` (paper), ``"fd_delta"`` or ``"jvp"`` (exact Hutchinson).
         delta (1e-3): finite-difference step of ``"fd_delta"``.
@@ -97,7 +106,10 @@ class STSL(Guidance):
     def validate(self) -> None:
         o = self.options
         check_positive("lam", o["lam"], allow_zero=True)
-        check_positive("eta_tr", o["eta_tr"], allow_zero=True)
+        eta_tr = o["eta_tr"]
+        if isinstance(eta_tr, bool) or not isinstance(eta_tr, (int, float)) or not math.isfinite(eta_tr):
+            raise ValueError(f"eta_tr must be a finite float (0.02 default; 0 = first order; a negative value flips "
+                             f"the trace term's sign, for ablations), got {eta_tr!r}")
         check_positive("delta", o["delta"])
         for key in ("K", "n_probes"):
             if isinstance(o[key], bool) or not isinstance(o[key], int) or o[key] < 1:
@@ -133,7 +145,7 @@ class STSL(Guidance):
         rnorm = per_sample_norm(ctx.problem.residual(ctx.prior.decode(x1)))
         loss = o["lam"] * (rnorm.pow(2) if o["data_loss"] == "squared" else rnorm)
         trace = None
-        if o["eta_tr"] > 0:
+        if o["eta_tr"] != 0:
             d = math.prod(z.shape[1:])
             s_z = pred("score")
 
