@@ -37,7 +37,7 @@ def register_method(cls: type[Guidance | IterativeSolver]) -> type[Guidance | It
 for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider):
     register_method(_cls)
 
-from genlab.inverse.methods import DDRM, DiffPIR, MomentMatching  # noqa: E402  (issue 13: deepinv's cell winners)
+from genlab.inverse.methods import DDRM, DiffPIR, MomentMatching  # issue 13: the methods that win cells in deepinv
 
 for _cls in (MomentMatching, DDRM, DiffPIR):
     register_method(_cls)

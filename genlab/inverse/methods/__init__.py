@@ -14,13 +14,17 @@ from genlab.inverse.methods.base import (
     resolve_sampler,
     solve_gram,
 )
-from genlab.inverse.methods.dds import DDS
 from genlab.inverse.methods.ddrm import DDRM
+from genlab.inverse.methods.dds import DDS
 from genlab.inverse.methods.diffpir import DiffPIR
 from genlab.inverse.methods.dps import DPS
 from genlab.inverse.methods.dreamguider import DoGScale, Dreamguider, time_factor
 from genlab.inverse.methods.hutchinson import ESTIMATORS, PROBES, draw_probe, hutchinson_trace
-from genlab.inverse.methods.moment_matching import MomentMatching, estimate_data_variance, tweedie_data_variance
+from genlab.inverse.methods.moment_matching import (
+    MomentMatching,
+    estimate_data_variance,
+    tweedie_data_variance,
+)
 from genlab.inverse.methods.pigdm import PiGDM
 from genlab.inverse.methods.pnp_hvae import PnPHVAE, latent_step
 from genlab.inverse.methods.smc import TDS, MCGdiff, SMCOutput, SMCSolver, effective_sample_size, systematic_resample
@@ -56,8 +60,8 @@ __all__ = [
     "TDS",
     "condition_prediction",
     "draw_probe",
-    "estimate_data_variance",
     "effective_sample_size",
+    "estimate_data_variance",
     "hutchinson_trace",
     "latent_step",
     "resolve_sampler",
