@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
                         print(f"d={d} dy={dy} seed={seed} {method} N={n_part}: SW {sw:.3f} floor {floor.mean:.3f} "
                               f"({time.perf_counter() - t0:.1f} s, total {time.perf_counter() - start:.0f} s)",
                               flush=True)
-    return {"rows": rows, "total_s": time.perf_counter() - start}
+    return {"rows": rows, "total_s": sum(r["wall_s"] for r in rows)}
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -111,7 +111,7 @@ def markdown(agg: list[dict], meta: dict) -> str:
              f"Command: `{meta['command']}`", "",
              (f"Exact prior denoiser on VP, {meta['steps']} uniform steps, {meta['n']} output samples per run (one per "
               f"SMC system), problem seeds {meta['seeds']}; torch {meta['torch']} on 1 thread of a shared 2-core "
-              f"machine; {meta['total_s']:.0f} s in all (budget: ≤ 15 min). Cost = particle evaluations of the "
+              f"machine; {meta['total_s']:.0f} s of sampling in all, summed over runs (budget: ≤ 15 min). Cost = particle evaluations of the "
               "denoiser per output sample (N × steps). SW: sliced W1 (100 slices) to fresh exact-posterior samples of "
               "the same size; floor: two exact sets (`testing.posterior_floor`). Values: mean ± 95 % CI over problem "
               "seeds (the floor differs between problems, so the CI mixes problem spread with sampling noise); ratio = "
@@ -189,7 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     out = run(args)
     agg = aggregate(out["rows"])
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_inverse_smc.py " + " ".join(argv or [])
+    shown = list(argv or [])
+    if "--reuse" in shown:  # the rows of a --reuse run are those of the command without it (fixed seeds)
+        i = shown.index("--reuse")
+        del shown[i:i + 2]
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_inverse_smc.py " + " ".join(shown)
     meta = {"command": cmd.strip(), "steps": args.steps, "n": args.n, "seeds": args.seeds, "torch": torch.__version__,
             "python": platform.python_version(), "total_s": out["total_s"], "particles": args.particles}
     path = Path(args.out)
