@@ -28,6 +28,7 @@ Both implement the protocol that :class:`genlab.inverse.HVAEPrior` needs: ``n_le
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -352,7 +353,7 @@ class HVAE(nn.Module):
             if g < 1 or g > image_size or image_size % g or (image_size // g) & (image_size // g - 1):
                 raise ValueError(f"HVAE: group resolution {g} must divide image_size={image_size} by a power of "
                                  f"two; got groups={groups}")
-        if any(b < a for a, b in zip(groups, groups[1:])):
+        if any(b < a for a, b in itertools.pairwise(groups)):
             raise ValueError(f"HVAE: groups must be non-decreasing (coarsest first); got {groups}")
         lo, hi = (float(v) for v in data_range)
         if not lo < hi:

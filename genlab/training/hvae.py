@@ -167,7 +167,7 @@ def load_hvae(run: str | Path, *, ema: bool = True, device: str | torch.device =
 
     Raises:
         FileNotFoundError: If the folder has no checkpoint.
-        ValueError: If the run does not hold an HVAE.
+        TypeError: If the run does not hold an HVAE.
     """
     from genlab.models import build_network
     from genlab.training.trainer import checkpoint_key
@@ -181,7 +181,7 @@ def load_hvae(run: str | Path, *, ema: bool = True, device: str | torch.device =
     config = load_config(state["config"])
     net = build_network(state["network"])
     if not isinstance(net, HVAE):
-        raise ValueError(f"run {str(run_dir)!r} holds a {type(net).__name__}, not an HVAE")
+        raise TypeError(f"run {str(run_dir)!r} holds a {type(net).__name__}, not an HVAE")
     key = checkpoint_key("ema" if ema else "model", "model")
     weights = state[key]["weights"] if ema else state[key]
     net.load_state_dict(weights)
