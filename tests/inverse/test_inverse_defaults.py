@@ -43,5 +43,5 @@ def test_defaults_run_within_the_budget_on_a_gmm_cell() -> None:
     gp = testing.mcgdiff_problem(8, 4, 3)
     prior = DiffusionPrior.from_gmm(gp.prior, VPDiffusion())
     for name, steps in (("pigdm", 100), ("diffpir", 99), ("moment_matching", 100), ("ddrm", 100), ("dds", 100)):
-        res = solve(gp.problem, prior, name, steps=steps, n_samples=64, seed=0)
+        res = solve(gp.problem, prior, name, steps=steps, n_samples=16, seed=0)
         assert res.nfe <= 100 and bool(torch.isfinite(res.samples).all()), name
