@@ -1,24 +1,27 @@
-"""Inverse-problem methods on the MCGdiff Gaussian-mixture protocol, against the exact posterior (also ``genlab bench
-inverse``).
+"""Inverse-problem methods on the MCGdiff Gaussian-mixture protocol against the exact posterior: every genlab method
+at its defaults next to deepinv's DPS, ΠGDM, moment matching, DDRM and DiffPIR at theirs and tuned on held-out
+problem seeds (issue 13; also ``genlab bench inverse``).
 
 Protocol (Cardoso et al., ICLR'24; ``reference/inverse.md`` §5.1): 25 unit-covariance components on the grid
 {−16, −8, 0, 8, 16}² tiled d/2 times, weights ∝ N(0, 1)², ``A = U diag(s) V[:d_y]`` with sorted uniform singular
-values, σ = U(0, 1)·max(s), ``y = A x* + σn``; d ∈ {8, 80}, d_y ∈ {1, 2, 4}, several seeds. The prior is exact
-(:class:`genlab.inverse.GMMDenoiser` on the VP path, linear β ∈ [0.1, 20]); the data are *not* rescaled (per-coordinate
-prior std ≈ 8), so ΠGDM's unit-variance ``r_t²`` is mis-specified here, as in the papers' GMM experiments.
+values, σ = U(0, 1)·max(s), ``y = A x* + σn``; d ∈ {8, 80}, d_y ∈ {1, 2, 4}. The prior is exact
+(:class:`genlab.inverse.GMMDenoiser` on the VP path, linear β ∈ [0.1, 20]); the data are not rescaled
+(per-coordinate prior std ≈ 8).
 
-Metric: sliced W1 (mean over 100 random directions of the 1-D W1) between each method's samples and as many exact
-posterior samples, with the noise floor (two exact sample sets) and the prior's SW for scale; mode-weight TV (each
-sample assigned to its most responsible posterior component) tracks mode mis-weighting. Cells are aggregated as
-median and mean ± 1.96·std/√n over seeds.
+Seeds: benchmark problems use seeds 0..S−1 (``--seeds``); every tuned setting (deepinv's weights, λ, η; the genlab
+defaults' record) is chosen on the held-out problem seeds 100–102 (``--tune``), never on the benchmark seeds.
 
-Budgets: every genlab method runs at NFE = ``--nfe`` (default 100; STSL with K = 5 inner iterations and one probe
-costs 10 NFE per step, so 10 steps), and STSL also at a 4× smaller budget (K = 1, 12 steps). NFE and VJP counts are
-measured by the solver, not computed. Peer: deepinv 0.5.0's ``DPS`` (DDPM solver, ``--nfe`` steps) on the same
-exact denoiser embedded in deepinv's [0, 1] image convention (x_img = (x/S + 1)/2, S = 20), with its default weight
-and with the weight tuned on seed 0 of each cell (from {1, 10, 100, 1000}).
+Metric: sliced W1 (100 random directions) between each method's samples and as many fresh exact-posterior samples;
+per cell, the mean over seeds with its Student-t 95 % interval (:func:`genlab.metrics.estimate`), the median, and
+the floor (two exact sample sets, same statistic) with a Welch verdict (:func:`genlab.metrics.compare`).
 
-Writes ``inverse_gmm.json``, ``inverse_gmm.md`` and ``inverse_gmm.png`` to ``--out``.
+Budget: at most ``--nfe`` (100) network evaluations per sample, measured (DiffPIR's ``data_var="auto"`` reads τ²
+with one evaluation on an auxiliary batch, so it runs 99 steps; STSL with K = 5 inner iterations costs
+10 NFE per step, so 10 steps). deepinv 0.5.0 runs on the same exact denoiser embedded in its [0, 1] image
+convention (``x_img = (x/S + 1)/2``, S = 20) with the operator as a ``DecomposablePhysics`` (its exact SVD, the most
+favourable form for ΠGDM, DDRM and DiffPIR) and Gaussian noise σ/(2S).
+
+Writes ``inverse_gmm.{json,md,png}`` (benchmark) or ``inverse_gmm_tuning.{json,md}`` (``--tune``) to ``--out``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,14 +43,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genlab.interpolants.presets import VPDiffusion
 from genlab.inverse import DiffusionPrior, LatentPrior, solve, testing
+from genlab.metrics import compare, estimate
 from genlab.models import LinearAutoEncoder
+from genlab.utils import atomic_write
 
 EMBED_SCALE = 20.0
+HELD_OUT = (100, 101, 102)
+COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python experiments/bench_inverse_gmm.py"
 
 
 @dataclass
 class Spec:
-    """One method configuration of the benchmark."""
+    """One genlab configuration."""
 
     label: str
     method: str
@@ -56,175 +63,383 @@ class Spec:
     options: dict = field(default_factory=dict)
 
 
-def specs(nfe: int) -> list[Spec]:
-    """The genlab configurations at an NFE budget (STSL also at a quarter of it)."""
-    stsl_steps = max(1, nfe // 10)
-    quarter = max(1, nfe // 4)
+def genlab_defaults(nfe: int) -> list[Spec]:
+    """Every registered genlab method at its defaults, within ``nfe`` evaluations."""
     return [
-        Spec("ΠGDM (score)", "pigdm", nfe, options={"faithful": False}),
-        Spec("ΠGDM (paper)", "pigdm", nfe),
-        Spec("DPS ζ'=0.1", "dps", nfe, options={"zeta": 0.1}),
-        Spec("DPS ζ'=0.5", "dps", nfe, options={"zeta": 0.5}),
-        Spec("DDS γ=1", "dds", nfe),
-        Spec("DDS γ=1/σ²", "dds", nfe, options={"gamma": "1/sigma2"}),
+        Spec("ΠGDM", "pigdm", nfe),
+        Spec("moment matching", "moment_matching", nfe),
+        Spec("DiffPIR", "diffpir", nfe - 1),
+        Spec("DDRM", "ddrm", nfe),
+        Spec("DPS", "dps", nfe),
+        Spec("DDS", "dds", nfe),
         Spec("Dreamguider†", "dreamguider", nfe),
-        Spec(f"STSL-px@{nfe}", "stsl", stsl_steps, latent=True, options={"K": 5, "lam": 0.3}),
-        Spec(f"STSL-px@{quarter}", "stsl", max(1, quarter // 2), latent=True, options={"K": 1, "lam": 1.0}),
+        Spec("STSL-px", "stsl", max(1, nfe // 10), latent=True),
     ]
 
 
-def _stats(values: list[float]) -> dict:
-    n = len(values)
-    mean = sum(values) / n
-    std = statistics.stdev(values) if n > 1 else 0.0
-    return {"median": statistics.median(values), "mean": mean, "ci95": 1.96 * std / math.sqrt(n), "n": n}
+def genlab_tuning_grid(nfe: int) -> list[Spec]:
+    """Candidate default settings of the genlab methods (held-out seeds only)."""
+    out = [
+        Spec("ΠGDM paper-update r²(τ²=1)", "pigdm", nfe, options={"data_var": 1.0}),
+        Spec("ΠGDM paper-update r²(auto)", "pigdm", nfe - 1, options={"data_var": "auto"}),
+        Spec("ΠGDM score r²(τ²=1)", "pigdm", nfe, options={"data_var": 1.0, "faithful": False}),
+        Spec("ΠGDM score r²(auto)", "pigdm", nfe - 1, options={"data_var": "auto", "faithful": False}),
+        Spec("MM cg=8", "moment_matching", nfe),
+        Spec("DiffPIR ρ=tweedie η=√0.1", "diffpir", nfe - 1),
+        Spec("DiffPIR ρ=tweedie η=0", "diffpir", nfe - 1, options={"eta": 0.0}),
+        Spec("DiffPIR ρ=paper λ=7", "diffpir", nfe, options={"rho": "paper"}),
+        Spec("DDRM η=0.85", "ddrm", nfe),
+        Spec("DDRM η=0.5", "ddrm", nfe, options={"eta": 0.5}),
+        Spec("DDRM η=0", "ddrm", nfe, options={"eta": 0.0}),
+        Spec("DDS γ=1", "dds", nfe),
+        Spec("DDS γ=1/σ²", "dds", nfe, options={"gamma": "1/sigma2"}),
+    ]
+    out += [Spec(f"DPS ζ'={z:g}", "dps", nfe, options={"zeta": z}) for z in (0.1, 0.25, 0.5)]
+    return out
 
 
-def _deepinv_setup(peer, gp: testing.GMMInverseProblem, n: int):
-    """deepinv physics, embedded measurement and denoiser for one problem."""
+#: deepinv methods: (default keyword arguments, tuning grid over held-out seeds).
+DEEPINV: dict[str, tuple[dict, list[dict]]] = {
+    "DPS": ({"weight": 1.0}, [{"weight": w} for w in (1.0, 3.0, 10.0, 30.0, 100.0)]),
+    "ΠGDM": ({"weight": 1.0}, [{"weight": w} for w in (0.3, 1.0, 3.0)]),
+    "MM": ({"weight": 1.0}, [{"weight": w} for w in (1.0, 3.0)]),
+    "DDRM": ({"eta": 0.85, "etab": 1.0}, [{"eta": e, "etab": 1.0} for e in (0.0, 0.5, 0.85)]),
+    "DiffPIR": ({"lambda_": 7.0, "zeta": 0.1},
+                [{"lambda_": 1.0, "zeta": 0.1}, {"lambda_": 7.0, "zeta": 0.1}, {"lambda_": 20.0, "zeta": 0.1},
+                 {"lambda_": 7.0, "zeta": 0.5}]),
+}
+
+
+def _opts(spec: Spec, gp: testing.GMMInverseProblem) -> dict:
+    opts = dict(spec.options)
+    if opts.get("gamma") == "1/sigma2":
+        opts["gamma"] = 1.0 / gp.problem.sigma**2
+    return opts
+
+
+def run_genlab(spec: Spec, gp: testing.GMMInverseProblem, prior: DiffusionPrior, latent: LatentPrior, n: int,
+               seed: int) -> tuple[torch.Tensor, dict]:
+    """One genlab solve; returns (samples, cost dict)."""
+    opts = _opts(spec, gp)
+    eta = opts.pop("eta", None)
+    res = solve(gp.problem, latent if spec.latent else prior, spec.method, steps=spec.steps, n_samples=n, seed=seed,
+                eta=eta, **opts)
+    return res.samples, {"nfe": res.nfe, "n_vjp": res.n_vjp, "wall_time": res.wall_time}
+
+
+# ---------------------------------------------------------------------------------------------------- deepinv
+def _deepinv_problem(dinv, gp: testing.GMMInverseProblem, n: int):
+    """deepinv DecomposablePhysics (exact SVD of A), embedded measurement and denoiser."""
     from _inverse_peers import GMMDenoiserDeepinv
 
     from genlab.inverse import GMMDenoiser
 
-    dinv = peer.module
     a = gp.A.double()
-    d, dy = a.shape[1], a.shape[0]
-    s = EMBED_SCALE
+    dy, d = a.shape
+    u, s, vh = torch.linalg.svd(a, full_matrices=True)
+    mask = torch.zeros(d, dtype=torch.float64)
+    mask[:dy] = s
+    S = EMBED_SCALE
 
-    def fwd(x):
-        return (x.reshape(x.shape[0], -1).double() @ a.T).to(x.dtype).reshape(x.shape[0], 1, 1, dy)
+    def U(c):  # (B,1,1,d) spectral -> (B,1,1,dy)
+        return (c.reshape(c.shape[0], -1)[:, :dy].double() @ u.T).to(c.dtype).reshape(c.shape[0], 1, 1, dy)
 
-    def adj(y):
-        return (y.reshape(y.shape[0], -1).double() @ a).to(y.dtype).reshape(y.shape[0], 1, 1, d)
+    def U_adjoint(y):  # (B,1,1,dy) -> (B,1,1,d), zero beyond d_y
+        out = torch.zeros(y.shape[0], d, dtype=torch.float64)
+        out[:, :dy] = y.reshape(y.shape[0], -1).double() @ u
+        return out.to(y.dtype).reshape(y.shape[0], 1, 1, d)
 
-    physics = dinv.physics.LinearPhysics(A=fwd, A_adjoint=adj)
+    def V(c):
+        return (c.reshape(c.shape[0], -1).double() @ vh).to(c.dtype).reshape(c.shape[0], 1, 1, d)
+
+    def V_adjoint(x):
+        return (x.reshape(x.shape[0], -1).double() @ vh.T).to(x.dtype).reshape(x.shape[0], 1, 1, d)
+
+    noise = dinv.physics.GaussianNoise(sigma=gp.problem.sigma / (2 * S))
+    physics = dinv.physics.DecomposablePhysics(U=U, U_adjoint=U_adjoint, V=V, V_adjoint=V_adjoint,
+                                               mask=mask.reshape(1, 1, 1, d), noise_model=noise)
     y = gp.problem.y.double()[0]
-    y_img = ((y + s * (a @ torch.ones(d, dtype=torch.float64))) / (2 * s)).reshape(1, 1, 1, dy)
-    den = GMMDenoiserDeepinv(GMMDenoiser(gp.prior, VPDiffusion()), s)
-    return dinv, physics, y_img.expand(n, 1, 1, dy).contiguous(), den
+    y_img = ((y + S * (a @ torch.ones(d, dtype=torch.float64))) / (2 * S)).reshape(1, 1, 1, dy)
+    den = GMMDenoiserDeepinv(GMMDenoiser(gp.prior, VPDiffusion()), S)
+    return physics, y_img.expand(n, 1, 1, dy).contiguous(), den
 
 
-def run_deepinv_dps(peer, gp, n: int, steps: int, seed: int, weight: float) -> tuple[torch.Tensor, int, float]:
-    """deepinv's DPS on the embedded problem; returns (samples in x units, NFE, wall time)."""
-    dinv, physics, y_img, den = _deepinv_setup(peer, gp, n)
-    dps = dinv.sampling.DPS(den, schedule="vp", solver="ddpm", num_steps=steps, weight=weight,
-                            dtype=torch.float64, rng=torch.Generator().manual_seed(seed))
+def run_deepinv(peer, name: str, kw: dict, gp: testing.GMMInverseProblem, n: int, steps: int,
+                seed: int) -> tuple[torch.Tensor, dict]:
+    """One deepinv method on the embedded problem; returns (samples in x units, cost dict)."""
+    dinv = peer.module
+    physics, y_img, den = _deepinv_problem(dinv, gp, n)
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    f64 = torch.float64
+    if name == "DPS":
+        model = dinv.sampling.DPS(den, schedule="vp", solver="ddpm", num_steps=steps, dtype=f64, rng=rng, **kw)
+    elif name in ("ΠGDM", "MM"):
+        fid_cls = (dinv.sampling.PiGDMDataFidelity if name == "ΠGDM" else dinv.sampling.MomentMatchingDataFidelity)
+        sde = dinv.sampling.VariancePreservingDiffusion(alpha=1.0, dtype=f64)
+        solver = dinv.sampling.DDPMSolver(timesteps=torch.linspace(1, 0, steps, dtype=f64), rng=rng)
+        model = dinv.sampling.PosteriorDiffusion(data_fidelity=fid_cls(**kw), denoiser=den, sde=sde, solver=solver,
+                                                 dtype=f64)
+    elif name == "DDRM":
+        import numpy as np
+
+        model = dinv.sampling.DDRM(den, sigmas=np.linspace(1, 0, steps), **kw)
+    elif name == "DiffPIR":
+        model = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), max_iter=steps,
+                                      sigma=gp.problem.sigma / (2 * EMBED_SCALE), **kw)
+    else:
+        raise ValueError(f"unknown deepinv method {name!r}")
     start = time.perf_counter()
     with torch.no_grad():
-        out = dps(y_img, physics, seed=seed)
+        out = model(y_img, physics, seed=seed) if name != "DDRM" else model(y_img, physics, seed=seed + 1)
     wall = time.perf_counter() - start
     x = EMBED_SCALE * (2 * out.reshape(n, -1).double() - 1)
-    return x, den.nfe, wall
+    return x, {"nfe": den.nfe, "n_vjp": den.nfe if name in ("DPS", "ΠGDM", "MM") else 0, "wall_time": wall}
 
 
-def run_cell(d: int, dy: int, seed: int, n: int, nfe: int, peer, tuned: dict) -> list[dict]:
-    """All methods on one (d, d_y, seed) problem."""
+# ---------------------------------------------------------------------------------------------------- scoring
+def score(x: torch.Tensor, gp: testing.GMMInverseProblem, seed: int) -> dict:
+    """SW1 to a fresh exact-posterior set and the mode-weight TV (NaN for non-finite samples)."""
+    if not bool(torch.isfinite(x).all()):
+        return {"sw": float("nan"), "mode_tv": float("nan"), "status": "non-finite samples"}
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    ref = gp.posterior.sample(x.shape[0], generator=gen)
+    return {"sw": testing.sliced_w1(x, ref, generator=torch.Generator().manual_seed(123)),
+            "mode_tv": testing.mode_weight_tv(x, gp.posterior), "status": "ok"}
+
+
+def problem_base(d: int, dy: int, seed: int, n: int) -> tuple[testing.GMMInverseProblem, dict]:
     gp = testing.mcgdiff_problem(d, dy, seed)
-    ref = gp.posterior.sample(n, generator=torch.Generator().manual_seed(10_000 + seed))
-    sw_gen = lambda: torch.Generator().manual_seed(123)
     floor = testing.noise_floor(gp.posterior, n, seed=seed)
-    prior_sw = testing.sliced_w1(gp.prior.sample(n, generator=torch.Generator().manual_seed(7)), ref,
-                                 generator=sw_gen())
-    base = {"d": d, "d_y": dy, "seed": seed, "sigma": gp.problem.sigma, "floor": floor, "prior_sw": prior_sw}
+    prior_sw = testing.sliced_w1(gp.prior.sample(n, generator=torch.Generator().manual_seed(7)),
+                                 gp.posterior.sample(n, generator=torch.Generator().manual_seed(8)),
+                                 generator=torch.Generator().manual_seed(123))
+    return gp, {"d": d, "d_y": dy, "seed": seed, "sigma": gp.problem.sigma, "floor": floor, "prior_sw": prior_sw}
+
+
+def run_problem(d: int, dy: int, seed: int, n: int, nfe: int, genlab_specs: list[Spec],
+                peer_runs: list[tuple[str, str, dict]], peer, log: Callable[[str], None]) -> list[dict]:
+    """Every configuration on one (d, d_y, seed) problem."""
+    gp, base = problem_base(d, dy, seed, n)
     prior = DiffusionPrior.from_gmm(gp.prior, VPDiffusion())
     latent = LatentPrior(prior.field, LinearAutoEncoder.from_matrix(torch.eye(d, dtype=torch.float64)))
     rows = []
-    for sp in specs(nfe):
-        opts = dict(sp.options)
-        if opts.get("gamma") == "1/sigma2":
-            opts["gamma"] = 1.0 / gp.problem.sigma**2
+    for sp in genlab_specs:
         try:
-            res = solve(gp.problem, latent if sp.latent else prior, sp.method, steps=sp.steps, n_samples=n,
-                        seed=seed, **opts)
-            sw = testing.sliced_w1(res.samples, ref, generator=sw_gen())
-            tv = testing.mode_weight_tv(res.samples, gp.posterior)
-            rows.append({**base, "method": sp.label, "sw": sw, "mode_tv": tv, "nfe": res.nfe, "n_vjp": res.n_vjp,
-                         "wall_time": res.wall_time, "status": "ok"})
+            x, cost = run_genlab(sp, gp, prior, latent, n, seed)
+            rows.append({**base, "side": "genlab", "method": sp.label, **cost, **score(x, gp, seed)})
         except ValueError as err:  # a diverged run is reported, not hidden
-            rows.append({**base, "method": sp.label, "sw": float("nan"), "mode_tv": float("nan"), "nfe": 0,
-                         "n_vjp": 0, "wall_time": float("nan"), "status": f"failed: {str(err)[:80]}"})
-    if peer is not None:
-        key = (d, dy)
-        if key not in tuned:  # tune deepinv's weight once per cell, on the first seed
-            best = None
-            for w in (1.0, 10.0, 100.0, 1000.0):
-                x, _, _ = run_deepinv_dps(peer, gp, n, nfe, seed, w)
-                sw = testing.sliced_w1(x, ref, generator=sw_gen()) if bool(torch.isfinite(x).all()) else math.inf
-                if best is None or sw < best[1]:
-                    best = (w, sw)
-            tuned[key] = best[0]
-        for label, w in (("deepinv DPS (w=1)", 1.0), (f"deepinv DPS (tuned w={tuned[key]:g})", tuned[key])):
-            x, n_eval, wall = run_deepinv_dps(peer, gp, n, nfe, seed, w)
-            ok = bool(torch.isfinite(x).all())
-            rows.append({**base, "method": "deepinv DPS (tuned)" if "tuned" in label else label,
-                         "weight": w, "sw": testing.sliced_w1(x, ref, generator=sw_gen()) if ok else float("nan"),
-                         "mode_tv": testing.mode_weight_tv(x, gp.posterior) if ok else float("nan"),
-                         "nfe": n_eval, "n_vjp": n_eval, "wall_time": wall, "status": "ok" if ok else "nan"})
+            rows.append({**base, "side": "genlab", "method": sp.label, "sw": float("nan"), "mode_tv": float("nan"),
+                         "nfe": 0, "n_vjp": 0, "wall_time": float("nan"), "status": f"failed: {str(err)[:120]}"})
+    for label, name, kw in peer_runs:
+        try:
+            x, cost = run_deepinv(peer, name, kw, gp, n, nfe, seed)
+            rows.append({**base, "side": "deepinv", "method": label, "kw": kw, **cost, **score(x, gp, seed)})
+        except (ValueError, RuntimeError) as err:
+            rows.append({**base, "side": "deepinv", "method": label, "kw": kw, "sw": float("nan"),
+                         "mode_tv": float("nan"), "nfe": 0, "n_vjp": 0, "wall_time": float("nan"),
+                         "status": f"failed: {str(err)[:120]}"})
+    log(f"d={d} d_y={dy} seed={seed}: " + ", ".join(f"{r['method']} {r['sw']:.3g}" for r in rows))
     return rows
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Per (d, d_y, method): SW / mode-TV statistics over seeds, NFE and mean wall time."""
+    """Per (d, d_y, method): SW estimate (mean, 95 % interval), median, floor estimate and verdict."""
     out = []
-    keys = sorted({(r["d"], r["d_y"]) for r in rows})
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    for d, dy in keys:
+    for d, dy in sorted({(r["d"], r["d_y"]) for r in rows}):
         cell = [r for r in rows if (r["d"], r["d_y"]) == (d, dy)]
         seeds = sorted({r["seed"] for r in cell})
-        floor = _stats([next(r["floor"] for r in cell if r["seed"] == s) for s in seeds])
-        prior = _stats([next(r["prior_sw"] for r in cell if r["seed"] == s) for s in seeds])
-        for m in methods:
-            rs = [r for r in cell if r["method"] == m and r["status"] == "ok" and math.isfinite(r["sw"])]
-            if not rs:
-                continue
-            out.append({"d": d, "d_y": dy, "method": m, "sw": _stats([r["sw"] for r in rs]),
-                        "mode_tv": _stats([r["mode_tv"] for r in rs]), "nfe": rs[0]["nfe"],
-                        "n_vjp": rs[0]["n_vjp"], "wall_time": sum(r["wall_time"] for r in rs) / len(rs),
-                        "floor": floor, "prior_sw": prior, "failed": len([r for r in cell if r["method"] == m]) - len(rs),
-                        **({"weight": rs[0]["weight"]} if "weight" in rs[0] else {})})
+        floor = estimate([next(r["floor"] for r in cell if r["seed"] == s) for s in seeds])
+        prior = estimate([next(r["prior_sw"] for r in cell if r["seed"] == s) for s in seeds])
+        for m in dict.fromkeys(r["method"] for r in cell):
+            mine = [r for r in cell if r["method"] == m]
+            ok = [r for r in mine if r["status"] == "ok" and math.isfinite(r["sw"])]
+            entry = {"d": d, "d_y": dy, "method": m, "side": mine[0]["side"], "failed": len(mine) - len(ok),
+                     "floor": asdict(floor), "prior_sw": asdict(prior), "kw": mine[0].get("kw")}
+            if ok:
+                sw = estimate([r["sw"] for r in ok])
+                entry.update({"sw": asdict(sw), "sw_median": statistics.median(r["sw"] for r in ok),
+                              "mode_tv_median": statistics.median(r["mode_tv"] for r in ok),
+                              "verdict": compare(sw, floor, reference="exact posterior").text,
+                              "nfe": max(r["nfe"] for r in ok), "n_vjp": max(r["n_vjp"] for r in ok),
+                              "wall_time": sum(r["wall_time"] for r in ok) / len(ok)})
+            out.append(entry)
     return out
 
 
+def _fmt(e: dict) -> str:
+    s = e["sw"]
+    return f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+
+
+# ---------------------------------------------------------------------------------------------------- tuning
+def tune(args, peer, log) -> dict:
+    """Held-out seeds: genlab candidate defaults and deepinv grids; the best setting per deepinv method and cell."""
+    rows: list[dict] = []
+    peer_runs = [(f"deepinv {name} {json.dumps(kw, sort_keys=True)}", name, kw)
+                 for name, (_, grid) in DEEPINV.items() for kw in grid] if peer is not None else []
+    for dy in args.dys:
+        for seed in HELD_OUT:
+            rows += run_problem(args.tune_d, dy, seed, args.tune_n, args.nfe, genlab_tuning_grid(args.nfe), peer_runs,
+                                peer, log)
+    agg = aggregate(rows)
+    best: dict[str, dict] = {}
+    for name in DEEPINV:
+        for dy in args.dys:
+            cands = [a for a in agg if a["d_y"] == dy and a["side"] == "deepinv" and a["method"].startswith(
+                f"deepinv {name} ") and "sw" in a and a["failed"] == 0]
+            if cands:
+                b = min(cands, key=lambda a: a["sw_median"])
+                best[f"{name}|{dy}"] = b["kw"]
+    return {"rows": rows, "aggregate": agg, "best": best}
+
+
+def tuning_markdown(res: dict, meta: dict) -> str:
+    lines = ["# Held-out tuning for the MCGdiff GMM benchmark (problem seeds 100–102, never benchmarked)", "",
+             (f"Command: `{COMMAND} --tune` — d = {meta['d']}, d_y ∈ {meta['dys']}, {meta['n']} samples, NFE ≤ "
+             f"{meta['nfe']}, {meta['total_time']:.0f} s on {meta['threads']} thread(s) (budget: ≤ 15 min)."), "",
+             ("Median SW over the 3 held-out seeds per cell (mean [95 % interval]); the geometric mean of the three "
+             "cell medians ranks a setting across cells (a default must work in every cell)."), ""]
+    agg = res["aggregate"]
+    dys = meta["dys"]
+    lines += ["| setting | " + " | ".join(f"d_y={dy}" for dy in dys) + " | geo-mean |",
+              "|---|" + "---|" * (len(dys) + 1)]
+    methods = list(dict.fromkeys(a["method"] for a in agg))
+    for m in methods:
+        cells = [next((a for a in agg if a["method"] == m and a["d_y"] == dy), None) for dy in dys]
+        vals = [c["sw_median"] if c and "sw" in c and c["failed"] == 0 else float("nan") for c in cells]
+        geo = math.exp(sum(math.log(v) for v in vals) / len(vals)) if all(math.isfinite(v) for v in vals) else \
+            float("nan")
+        lines.append(f"| {m} | " + " | ".join(
+            f"{c['sw_median']:.3f} ({_fmt(c)})" + (f" {c['failed']} failed" if c["failed"] else "")
+            if c and "sw" in c else "failed" for c in cells) + f" | {geo:.3f} |")
+    lines += ["", "Floor per cell (median over seeds): " + ", ".join(
+        f"d_y={dy}: {next(a for a in agg if a['d_y'] == dy)['floor']['mean']:.3f}" for dy in dys), "",
+        "deepinv settings picked per cell (lowest held-out median SW): " + "; ".join(
+            f"{k}: {v}" for k, v in res["best"].items()), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- STSL
+#: STSL variants of the controlled experiment: (label, options, NFE per step).
+STSL_VARIANTS: list[tuple[str, dict, int]] = [
+    ("STSL (defaults: K=5, η_tr=0.02, fd_unit)", {}, 10),
+    ("STSL no trace (η_tr=0, K=5)", {"eta_tr": 0.0}, 5),
+    ("STSL trace ×100 (η_tr=2)", {"eta_tr": 2.0}, 10),
+    ("STSL trace sign flipped (η_tr=−0.02)", {"eta_tr": -0.02}, 10),
+    ("STSL exact-JVP trace (η_tr=0.02)", {"trace_estimator": "jvp"}, 5),
+    ("latent DPS (STSL K=1, η_tr=0)", {"eta_tr": 0.0, "K": 1}, 1),
+]
+
+
+def stsl_experiment(args, log) -> dict:
+    """SW vs measured NFE for STSL and its ablations against latent DPS (= STSL K=1, no trace) on benchmark cells."""
+    rows = []
+    for dy in args.dys:
+        for seed in range(args.stsl_seeds):
+            gp, base = problem_base(8, dy, seed, args.stsl_n)
+            prior = DiffusionPrior.from_gmm(gp.prior, VPDiffusion())
+            latent = LatentPrior(prior.field, LinearAutoEncoder.from_matrix(torch.eye(8, dtype=torch.float64)))
+            for label, opts, per_step in STSL_VARIANTS:
+                budgets = (100, 200, 400, 800) if per_step == 1 else (50, 100, 200)
+                for budget in budgets:
+                    sp = Spec(label, "stsl", max(1, budget // per_step), latent=True, options=opts)
+                    x, cost = run_genlab(sp, gp, prior, latent, args.stsl_n, seed)
+                    rows.append({**base, "side": "genlab", "method": label, "budget": budget, **cost,
+                                 **score(x, gp, seed)})
+            log(f"STSL d=8 d_y={dy} seed={seed} done")
+    return {"rows": rows}
+
+
+def stsl_markdown(res: dict, meta: dict) -> str:
+    rows = res["rows"]
+    lines = ["# STSL's \"4× fewer NFE\" claim: a controlled experiment (issue 13)", "",
+             (f"Command: `{COMMAND} --stsl` — d = 8, d_y ∈ {meta['dys']}, benchmark seeds 0–{meta['seeds'] - 1}, "
+             f"{meta['n']} samples, {meta['total_time']:.0f} s on {meta['threads']} thread(s) (budget ≤ 15 min). "
+             "STSL runs on the identity linear autoencoder (pixel space) with the exact GMM prior; NFE are measured."),
+             "", ("Mean SW over seeds [95 % interval] per measured NFE budget; latent DPS is STSL with K = 1 and no "
+             "trace term (PSLD without gluing). The claim holds where STSL at N NFE ≤ latent DPS at 4N NFE."), ""]
+    for dy in meta["dys"]:
+        cell = [r for r in rows if r["d_y"] == dy and r["status"] == "ok"]
+        floor = estimate([r["floor"] for r in cell if r["method"] == cell[0]["method"] and
+                          r["budget"] == cell[0]["budget"]])
+        lines += [f"## d_y = {dy} (floor {floor.mean:.3f})", "", "| variant | NFE | SW mean [95 % CI] |", "|---|---|---|"]
+        for label, _, _ in STSL_VARIANTS:
+            for budget in sorted({r["budget"] for r in cell if r["method"] == label}):
+                vals = [r["sw"] for r in cell if r["method"] == label and r["budget"] == budget]
+                nfe = max(r["nfe"] for r in cell if r["method"] == label and r["budget"] == budget)
+                e = estimate(vals)
+                lines.append(f"| {label} | {nfe} | {e.mean:.3f} [{e.low:.3f}, {e.high:.3f}] |")
+        lines.append("")
+    lines += ["## Verdict", "", *meta.get("verdict", []), ""]
+    return "\n".join(lines)
+
+
+def stsl_verdict(res: dict, dys: list[int]) -> list[str]:
+    """Claim check per cell: STSL (defaults) at N vs latent DPS at 4N; trace-term effect at equal K and NFE."""
+    out = []
+    rows = [r for r in res["rows"] if r["status"] == "ok"]
+
+    def mean(label: str, dy: int, budget: int) -> float:
+        v = [r["sw"] for r in rows if r["method"] == label and r["d_y"] == dy and r["budget"] == budget]
+        return sum(v) / len(v) if v else float("nan")
+
+    stsl, dps, notr = STSL_VARIANTS[0][0], STSL_VARIANTS[-1][0], STSL_VARIANTS[1][0]
+    for dy in dys:
+        for n in (100, 200):
+            a, b = mean(stsl, dy, n), mean(dps, dy, 4 * n)
+            out.append(f"- d_y = {dy}: STSL at {n} NFE {a:.3f} vs latent DPS at {4 * n} NFE {b:.3f} → claim "
+                       f"{'holds' if a <= b else 'does not hold'}; STSL vs latent DPS at equal NFE {n}: "
+                       f"{a:.3f} vs {mean(dps, dy, n):.3f}; trace on vs off (K = 5, {n} NFE budget): "
+                       f"{a:.3f} vs {mean(notr, dy, n):.3f}.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- benchmark
 def markdown(agg: list[dict], meta: dict) -> str:
-    """The result tables."""
-    lines = ["# Inverse problems on the MCGdiff GMM protocol", "",
-             (f"{meta['seeds']} seeds per cell, {meta['n']} samples, 100 slices; NFE budget {meta['nfe']}; torch "
-              f"{meta['torch']} on {meta['threads']} thread(s); {meta['total_time']:.0f} s in all."), "",
-             ("Sliced W1 to the exact posterior: median (mean ± 95 % CI over seeds); floor = two exact sample sets; "
-              "prior = prior samples vs posterior. † = reconstructed method (no public code)."), ""]
+    lines = ["# Posterior sampling on the MCGdiff GMM protocol: genlab defaults vs deepinv", "",
+             (f"Command: `{meta['command']}` — {meta['seeds']} benchmark seeds (0–{meta['seeds'] - 1}) per cell, "
+             f"{meta['n']} samples, NFE ≤ {meta['nfe']}, torch {meta['torch']} on {meta['threads']} thread(s), "
+             f"{meta['total_time']:.0f} s in all (budget ≤ 15 min per dimension)."), "",
+             ("SW = sliced W1 to fresh exact-posterior samples: mean over seeds with its 95 % interval, and median; "
+             "floor = two exact sets (same statistic); verdict = Welch comparison with the floor. genlab rows are "
+             "each method at its defaults (`solve(problem, prior, name)`); deepinv rows at its defaults and tuned "
+             "per cell on the held-out seeds 100–102 (`inverse_gmm_tuning.md`). † = reconstructed method."), ""]
     cells = sorted({(a["d"], a["d_y"]) for a in agg})
     for d, dy in cells:
         rows = [a for a in agg if (a["d"], a["d_y"]) == (d, dy)]
         f, p = rows[0]["floor"], rows[0]["prior_sw"]
-        lines += [f"## d = {d}, d_y = {dy}  (floor {f['median']:.3f}, prior {p['median']:.2f})", "",
-                  "| method | SW median | SW mean ± CI | mode TV | NFE | VJP | wall (s) |",
-                  "|---|---|---|---|---|---|---|"]
-        for a in sorted(rows, key=lambda r: r["sw"]["median"]):
-            s = a["sw"]
+        lines += [(f"## d = {d}, d_y = {dy}  (floor {f['mean']:.3f} [{f['low']:.3f}, {f['high']:.3f}], "
+                  f"prior {p['mean']:.2f})"), "",
+                  "| side | method | SW mean [95 % CI] | SW median | verdict | mode TV | NFE | VJP | wall (s) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for a in sorted(rows, key=lambda r: r.get("sw_median", math.inf)):
+            if "sw" not in a:
+                lines.append(f"| {a['side']} | {a['method']} | all {a['failed']} failed | | | | | | |")
+                continue
             fail = f" ({a['failed']} failed)" if a["failed"] else ""
-            lines.append(f"| {a['method']}{fail} | {s['median']:.3f} | {s['mean']:.3f} ± {s['ci95']:.3f} | "
-                         f"{a['mode_tv']['median']:.3f} | {a['nfe']} | {a['n_vjp']} | {a['wall_time']:.2f} |")
+            lines.append(f"| {a['side']} | {a['method']}{fail} | {_fmt(a)} | {a['sw_median']:.3f} | {a['verdict']} | "
+                         f"{a['mode_tv_median']:.3f} | {a['nfe']} | {a['n_vjp']} | {a['wall_time']:.2f} |")
         lines.append("")
-    lines += ["## Best genlab method vs DPS vs deepinv DPS (median SW)", "",
-              "| cell | floor | best genlab | DPS (best ζ') | deepinv DPS w=1 | deepinv DPS tuned |", "|---|---|---|---|---|---|"]
+    lines += ["## Best per cell: genlab's best default vs deepinv's best (defaults or held-out-tuned), median SW",
+              "", "| cell | floor | genlab best default | deepinv best | ratio | goal ≤ 0.5× |", "|---|---|---|---|---|---|"]
     for d, dy in cells:
-        rows = {a["method"]: a for a in agg if (a["d"], a["d_y"]) == (d, dy)}
-        gl = [a for m, a in rows.items() if not m.startswith("deepinv")]
-        best = min(gl, key=lambda a: a["sw"]["median"])
-        dps = min((a for m, a in rows.items() if m.startswith("DPS")), key=lambda a: a["sw"]["median"])
-
-        def cellv(m: str, rows: dict = rows) -> str:
-            return f"{rows[m]['sw']['median']:.3f}" if m in rows else "–"
-
-        lines.append(f"| d={d}, d_y={dy} | {best['floor']['median']:.3f} | {best['method']} "
-                     f"{best['sw']['median']:.3f} | {dps['method']} {dps['sw']['median']:.3f} | "
-                     f"{cellv('deepinv DPS (w=1)')} | {cellv('deepinv DPS (tuned)')} |")
+        rows = [a for a in agg if (a["d"], a["d_y"]) == (d, dy) and "sw" in a and a["failed"] == 0]
+        gl = [a for a in rows if a["side"] == "genlab"]
+        di = [a for a in rows if a["side"] == "deepinv"]
+        if not gl or not di:
+            continue
+        g = min(gl, key=lambda a: a["sw_median"])
+        b = min(di, key=lambda a: a["sw_median"])
+        ratio = g["sw_median"] / b["sw_median"]
+        lines.append(f"| d={d}, d_y={dy} | {g['floor']['mean']:.3f} | {g['method']} {g['sw_median']:.3f} | "
+                     f"{b['method']} {b['sw_median']:.3f} | {ratio:.2f}× | {'met' if ratio <= 0.5 else 'not met'} |")
     lines += ["", "Notes: " + " ".join(meta["notes"]), ""]
     return "\n".join(lines)
 
 
 def plot(agg: list[dict], path: Path) -> None:
-    """One panel per cell: median SW per method (log scale) with the floor."""
+    """One panel per cell: median SW per configuration (log scale) with the floor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,17 +447,17 @@ def plot(agg: list[dict], path: Path) -> None:
 
     cells = sorted({(a["d"], a["d_y"]) for a in agg})
     methods = list(dict.fromkeys(a["method"] for a in agg))
-    fig, axes = plt.subplots(1, len(cells), figsize=(3.2 * len(cells), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.4 * len(cells), 4.6), sharey=True, squeeze=False)
     for ax, (d, dy) in zip(axes[0], cells):
         rows = {a["method"]: a for a in agg if (a["d"], a["d_y"]) == (d, dy)}
-        vals = [rows[m]["sw"]["median"] if m in rows else float("nan") for m in methods]
-        ax.bar(range(len(methods)), vals, color=["C3" if m.startswith("deepinv") else "C0" for m in methods])
-        f = next(iter(rows.values()))["floor"]["median"]
-        ax.axhline(f, color="k", ls="--", lw=1, label="noise floor")
+        vals = [rows[m]["sw_median"] if m in rows and "sw_median" in rows[m] else float("nan") for m in methods]
+        ax.bar(range(len(methods)), vals,
+               color=["C3" if rows.get(m, {}).get("side") == "deepinv" else "C0" for m in methods])
+        ax.axhline(next(iter(rows.values()))["floor"]["mean"], color="k", ls="--", lw=1, label="noise floor")
         ax.set_yscale("log")
         ax.set_title(f"d={d}, d_y={dy}")
         ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels(methods, rotation=90, fontsize=7)
+        ax.set_xticklabels(methods, rotation=90, fontsize=6)
     axes[0][0].set_ylabel("median sliced W1 to the exact posterior")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -250,15 +465,33 @@ def plot(agg: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _write_json(path: Path, obj: dict) -> None:
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh, indent=1)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and write the results."""
+    """Run the tuning or the benchmark and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--dims", type=int, nargs="+", default=[8, 80])
     parser.add_argument("--dys", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--n", type=int, default=1000, help="samples per method (and exact posterior samples)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--n", type=int, default=2000, help="samples per method (and exact posterior samples)")
     parser.add_argument("--nfe", type=int, default=100)
+    parser.add_argument("--tune", action="store_true", help="held-out tuning run (seeds 100-102) instead")
+    parser.add_argument("--tune-d", type=int, default=8)
+    parser.add_argument("--tune-n", type=int, default=500)
+    parser.add_argument("--tag", default="", help="suffix of the output files (e.g. _d80 for a partial run)")
+    parser.add_argument("--stsl", action="store_true", help="the controlled STSL experiment instead")
+    parser.add_argument("--stsl-seeds", type=int, default=2)
+    parser.add_argument("--stsl-n", type=int, default=1000)
+    parser.add_argument("--merge", nargs="+", default=None, help="merge the rows of these result JSONs and rewrite")
     parser.add_argument("--quick", action="store_true", help="d = 8 only, 1 seed, 500 samples")
     parser.add_argument("--no-peers", action="store_true", help="skip deepinv")
     args = parser.parse_args(argv)
@@ -266,46 +499,96 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dims, args.seeds, args.n = [8], 1, 500
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    notes = ["torch.set_num_threads(1) and set_flush_denormal(True).",
-             f"deepinv embedding scale S = {EMBED_SCALE:g}; its weight is tuned on seed 0 of each cell.",
-             ("STSL-px = STSL on the identity linear autoencoder (pixel space); λ = 0.3 (K = 5) and 1.0 (K = 1) "
-              "were picked from {0.1, 0.3, 1} on d = 8, seeds 0–2 (500 samples), i.e. on evaluation problems."),
-             "Dreamguider is a reconstruction (reference/inverse.md §1.7), run with its defaults."]
+    out = Path(args.out)
+    log = lambda s: print(s, flush=True)
+    notes = ["torch.set_num_threads(1), set_flush_denormal(True).",
+             f"deepinv embedding scale S = {EMBED_SCALE:g}; operator as DecomposablePhysics (exact SVD).",
+             "STSL-px = STSL on the identity linear autoencoder (pixel space), its defaults, 10 steps (10 NFE/step).",
+             "Dreamguider is a reconstruction (reference/inverse.md §1.7), run with its defaults.",
+             "deepinv's DDRM/DiffPIR count NFE as denoiser calls; their n_vjp is 0 (no network gradient)."]
+    if args.merge:
+        rows, metas = [], []
+        for p in args.merge:
+            obj = json.loads(Path(p).read_text())
+            rows += obj["rows"]
+            metas.append(obj["meta"])
+        meta = {**metas[0], "dims": sorted({d for m in metas for d in m["dims"]}),
+                "total_time": sum(m["total_time"] for m in metas),
+                "command": " && ".join(m["command"] for m in metas)}
+        agg = aggregate(rows)
+        _write_json(out / "inverse_gmm.json", {"meta": meta, "aggregate": agg, "rows": rows})
+        _write_text(out / "inverse_gmm.md", markdown(agg, meta))
+        plot(agg, out / "inverse_gmm.png")
+        print(markdown(agg, meta))
+        return 0
+    if args.stsl:
+        start = time.perf_counter()
+        res = stsl_experiment(args, log)
+        meta = {"dys": args.dys, "seeds": args.stsl_seeds, "n": args.stsl_n, "threads": torch.get_num_threads(),
+                "torch": torch.__version__, "total_time": time.perf_counter() - start,
+                "variants": [(lab, o, k) for lab, o, k in STSL_VARIANTS]}
+        meta["verdict"] = stsl_verdict(res, args.dys)
+        _write_json(out / "inverse_gmm_stsl.json", {"meta": meta, **res})
+        md = stsl_markdown(res, meta)
+        _write_text(out / "inverse_gmm_stsl.md", md)
+        print(md)
+        return 0
     peer = None
     if not args.no_peers:
         try:
             from _inverse_peers import load_deepinv
 
             peer = load_deepinv()
-            print(f"deepinv {peer.version} loaded; shims: {peer.shims or 'none'}")
+            log(f"deepinv {peer.version} loaded; shims: {peer.shims or 'none'}")
             notes.append(f"deepinv {peer.version}; shims used: {'; '.join(peer.shims) or 'none'}.")
         except ImportError as err:
-            print(f"deepinv unavailable ({err}); running genlab only")
+            log(f"deepinv unavailable ({err}); running genlab only")
             notes.append(f"deepinv unavailable: {err}")
     start = time.perf_counter()
+    if args.tune:
+        res = tune(args, peer, log)
+        meta = {"d": args.tune_d, "dys": args.dys, "n": args.tune_n, "nfe": args.nfe, "seeds": list(HELD_OUT),
+                "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "total_time": time.perf_counter() - start, "notes": notes}
+        _write_json(out / "inverse_gmm_tuning.json", {"meta": meta, **res})
+        md = tuning_markdown(res, meta)
+        _write_text(out / "inverse_gmm_tuning.md", md)
+        print(md)
+        return 0
+    best = {}
+    tuning_file = out / "inverse_gmm_tuning.json"
+    if peer is not None:
+        if not tuning_file.exists():
+            raise SystemExit(f"run `{COMMAND} --tune` first: the tuned deepinv settings come from {tuning_file}")
+        best = json.loads(tuning_file.read_text())["best"]
     rows: list[dict] = []
-    tuned: dict = {}
     for d in args.dims:
         for dy in args.dys:
+            peer_runs = []
+            if peer is not None:
+                for name, (default, _) in DEEPINV.items():
+                    peer_runs.append((f"deepinv {name} (defaults)", name, default))
+                    tuned = best.get(f"{name}|{dy}")
+                    if tuned is not None and tuned != default:
+                        peer_runs.append((f"deepinv {name} (tuned {json.dumps(tuned, sort_keys=True)})", name,
+                                          tuned))
             for seed in range(args.seeds):
-                t0 = time.perf_counter()
-                rows += run_cell(d, dy, seed, args.n, args.nfe, peer, tuned)
-                print(f"d={d} d_y={dy} seed={seed}: {time.perf_counter() - t0:.1f} s", flush=True)
+                rows += run_problem(d, dy, seed, args.n, args.nfe, genlab_defaults(args.nfe), peer_runs, peer, log)
     total = time.perf_counter() - start
     agg = aggregate(rows)
+    cmd = COMMAND + (f" --dims {' '.join(map(str, args.dims))}" if args.dims != [8, 80] else "") + \
+        (f" --tag {args.tag}" if args.tag else "")
     meta = {"seeds": args.seeds, "n": args.n, "nfe": args.nfe, "dims": args.dims, "dys": args.dys,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "total_time": total, "deepinv_weights": {f"{k[0]},{k[1]}": v for k, v in tuned.items()},
-            "specs": [asdict(s) for s in specs(args.nfe)], "notes": notes}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "inverse_gmm.json").write_text(json.dumps({"meta": meta, "aggregate": agg, "rows": rows}, indent=1))
+            "total_time": total, "command": cmd, "deepinv_tuned": best,
+            "genlab_specs": [asdict(s) for s in genlab_defaults(args.nfe)], "notes": notes}
+    _write_json(out / f"inverse_gmm{args.tag}.json", {"meta": meta, "aggregate": agg, "rows": rows})
     md = markdown(agg, meta)
-    (out / "inverse_gmm.md").write_text(md)
+    _write_text(out / f"inverse_gmm{args.tag}.md", md)
     try:
-        plot(agg, out / "inverse_gmm.png")
+        plot(agg, out / f"inverse_gmm{args.tag}.png")
     except ImportError:
-        print("matplotlib missing: no picture")
+        log("matplotlib missing: no picture")
     print(md)
     return 0
 
