@@ -111,7 +111,8 @@ def markdown(agg: list[dict], meta: dict) -> str:
              f"Command: `{meta['command']}`", "",
              (f"Exact prior denoiser on VP, {meta['steps']} uniform steps, {meta['n']} output samples per run (one per "
               f"SMC system), problem seeds {meta['seeds']}; torch {meta['torch']} on 1 thread of a shared 2-core "
-              f"machine; {meta['total_s']:.0f} s of sampling in all, summed over runs (budget: ≤ 15 min). Cost = particle evaluations of the "
+              f"machine; {meta['total_s']:.0f} s of sampling in all, summed over runs (budget: ≤ 15 min). "
+              "Cost = particle evaluations of the "
               "denoiser per output sample (N × steps). SW: sliced W1 (100 slices) to fresh exact-posterior samples of "
               "the same size; floor: two exact sets (`testing.posterior_floor`). Values: mean ± 95 % CI over problem "
               "seeds (the floor differs between problems, so the CI mixes problem spread with sampling noise); ratio = "
@@ -124,7 +125,8 @@ def markdown(agg: list[dict], meta: dict) -> str:
     for d, dy in sorted({(a["d"], a["d_y"]) for a in agg}):
         cell = [a for a in agg if (a["d"], a["d_y"]) == (d, dy)]
         lines += [f"## d = {d}, d_y = {dy} (floor {estimate(cell[0]['floor']['values']).format()})", "",
-                  "| method | N | cost / sample | SW | SW / floor | ratio per seed | ≤ 2× floor | within noise of own floor | min ESS | wall (s) |",
+                  ("| method | N | cost / sample | SW | SW / floor | ratio per seed | ≤ 2× floor | "
+                   "within noise of own floor | min ESS | wall (s) |"),
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for a in cell:
             lines.append(f"| {a['method']} | {a['n_particles']} | {a['particle_evals_per_sample']} | "

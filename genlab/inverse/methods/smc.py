@@ -51,6 +51,7 @@ proposal method's draws), its resampling uniforms (one per step) from the same r
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -165,14 +166,14 @@ class SMCSolver(IterativeSolver):
         """Precomputations (per-particle y, SVD, ...)."""
         return {"y": problem.y.repeat_interleave(n_part, 0).to(x)}
 
+    @abstractmethod
     def _potential(self, x: Tensor, t: Tensor, model: CountedModel, st: dict[str, Any]) -> dict[str, Tensor]:
         """``log h_t(x)`` (key ``"logh"``) and whatever the proposal reuses (``"x1"``, ``"grad"``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _propose(self, x: Tensor, t: Tensor, t_next: Tensor, pot: dict[str, Tensor], model: CountedModel,
                  st: dict[str, Any], noise: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """``(x_next, log incremental weight, potential at x_next)``."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ the loop
     def run(self, problem: InverseProblem, prior: Any, *, n_samples: int,
@@ -224,7 +225,8 @@ class SMCSolver(IterativeSolver):
         if n_part == 1:
             pick = torch.zeros(n_samples, dtype=torch.long, device=x.device)
         else:
-            u = res_stream.rand((n_samples,), device=x.device) if res_stream is not None else torch.rand(n_samples)
+            u = (res_stream.rand((n_samples,), device=x.device) if res_stream is not None
+                 else torch.rand(n_samples, device=x.device))
             cdf = torch.cumsum(w, 1)
             cdf[:, -1] = 1.0
             pick = torch.searchsorted(cdf, u.double().to(cdf.device)[:, None]).squeeze(1).clamp_max(n_part - 1)
@@ -239,7 +241,8 @@ class SMCSolver(IterativeSolver):
         if n_part == 1 or thr == 0:
             return log_w, x, pot, 0
         # drawn at every step, so a system's draws never depend on whether another system resamples
-        u = res_stream.rand((n_samples,), device=x.device) if res_stream is not None else torch.rand(n_samples)
+        u = (res_stream.rand((n_samples,), device=x.device) if res_stream is not None
+             else torch.rand(n_samples, device=x.device))
         ess = effective_sample_size(log_w)
         todo = ess < thr * n_part * (1 - 1e-9)
         if not bool(todo.any()):
@@ -325,7 +328,8 @@ class TDS(SMCSolver):
 
     Options (defaults): ``n_particles`` (16), ``steps`` (100), ``t_end`` (1.0), ``resample_threshold`` (1.0, every
     step as in Algorithm 1), ``twist`` (``"dps"``: the paper's eq. 8; ``"gaussian"``: variance-inflated, see the
-    module docstring), ``twist_data_var`` (1.0, the data variance ``v`` of the ``"gaussian"`` twist). One evaluation and one VJP per step; with one particle it equals
+    module docstring), ``twist_data_var`` (1.0, the data variance ``v`` of the ``"gaussian"`` twist). One
+    evaluation and one VJP per step; with one particle it equals
     ``solve(..., "dps", faithful=False, sampler="ddpm")`` before the last step (see the module docstring).
     """
 
