@@ -534,7 +534,8 @@ def main(argv: list[str] | None = None) -> None:
         (
             f"Per-sample noise (genlab.utils.randn_per_sample: a vectorised Box–Muller transform of per-row "
             f"uniforms, so sample i depends only on (seed, i) whatever the batch size) costs ≈ {per_sample_ms:.2f} ms "
-            f"per step at batch {BATCH} here (genlab_interpolant − genlab_interpolant_nogen)."
+            f"per step at batch {BATCH} here (genlab_interpolant − genlab_interpolant_nogen; a value below zero "
+            "means the difference is within the round-to-round noise)."
         ),
         (
             "The Trainer's step uses genlab.training.fastpath: fused AdamW where PyTorch has the kernel (CPU "
