@@ -1,7 +1,8 @@
 """PnP-HVAE against closed forms on linear-Gaussian HVAEs (exact encoders), on every linear operator, and its errors.
 
 Tolerances: on the PPCA-like rigs the MAP iterates converge geometrically to the Gaussian posterior mean; after the
-stopping rule (tol 1e-9, patience 5) the max-abs error is ~1e-10, asserted < 1e-6.
+stopping rule (tol 1e-9, patience 5) the max-abs error is ~1e-13 (1 level: 104 iterations, 2 levels: 168), asserted
+< 1e-6; with the paper defaults (50 iterations) it is 3e-8 (1 level) and 6e-6 (2 levels).
 """
 
 from __future__ import annotations
