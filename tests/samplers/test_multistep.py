@@ -61,6 +61,11 @@ def _tolerance(name: str) -> float:
     # ρ = α/β ≈ 1.3e3, amplifies that ulp to ≈ 1e-10 (measured 1.4e-10 on outputs of size ≈ 2).
     if name.startswith("deis_rhork") and "|vpcos_noise|uniform|" in name:
         return 1e-9
+    # The goldens were recorded with the former exact-GMM oracle; the fast oracle (issue 13) agrees with it to
+    # ~1e-13 in x̂1 (tests/analytic), and the noise field ε = (x_t − β x̂1)/α divides that by the small α of the
+    # cosine VP path near t = 1: DEIS tAB-3 moved by 2.4e-12 (5 steps) and 3.0e-11 (10 steps).
+    if "|vpcos_noise|" in name:
+        return 1e-10
     return 1e-12
 
 
