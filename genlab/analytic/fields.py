@@ -220,7 +220,10 @@ def _isotropic(interpolant: Interpolant, x: Tensor, tt: Tensor, mu0: Tensor, v0:
         m = means[sl] if means.shape[0] > 1 else means
         vv = var[sl] if var.shape[0] > 1 else var
         a_, b_ = (al[sl], be[sl]) if al.shape[0] > 1 else (al, be)
-        sq = (xs[:, None, :] - m).pow(2).sum(-1)  # (n, P)
+        if m.shape[0] == 1:  # exact differences (no ‖x‖² − 2x·m + ‖m‖² cancellation), fused, ~5× faster with VJP
+            sq = torch.cdist(xs, m[0], compute_mode="donot_use_mm_for_euclid_dist").pow(2)  # (n, P)
+        else:
+            sq = (xs[:, None, :] - m).pow(2).sum(-1)
         logw = -0.5 * (sq / vv + d * torch.log(vv) + d * math.log(2 * math.pi)) + lw[None]
         w = torch.softmax(logw, dim=1)
         wv = w / vv
