@@ -37,9 +37,11 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-#: Benchmark labels -> (registered method, options). "tds_gauss" is TDS with the variance-inflated twist and the
-#: prior's mean per-coordinate variance as v (known here because the prior is; not the paper's twist).
-METHODS = {"mcgdiff": ("mcgdiff", {}), "tds": ("tds", {}), "tds_gauss": ("tds", {"twist": "gaussian"})}
+#: Benchmark labels -> (registered method, options). "tds" runs at its defaults (variance-inflated twist, data
+#: variance read from the prior's denoiser); "tds_dps" is the paper's DPS twist; "tds_gauss" the variance-inflated
+#: twist with the prior's true mean per-coordinate variance (known here because the prior is).
+METHODS = {"mcgdiff": ("mcgdiff", {}), "tds": ("tds", {}), "tds_dps": ("tds", {"twist": "dps"}),
+           "tds_gauss": ("tds", {"twist": "gaussian"})}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -118,10 +120,11 @@ def markdown(agg: list[dict], meta: dict) -> str:
               "seeds (the floor differs between problems, so the CI mixes problem spread with sampling noise); ratio = "
               "SW/floor per seed; 'within noise of own floor' = Welch verdict of each seed's SW against that "
               "problem's floor interval (`genlab.metrics.uncertainty.compare`)."), "",
-             ("Methods: `mcgdiff` and `tds` at their defaults (`solve(problem, prior, name, n_particles=N)`; TDS with "
-              "the paper's DPS twist); `tds_gauss` = TDS with `twist='gaussian'` and `twist_data_var` = the prior's "
-              "mean per-coordinate variance (read from the known prior: an oracle choice, not a default). With N = 1 "
-              "each is its proposal alone (TDS: score-mode DPS)."), ""]
+             ("Methods: `mcgdiff` and `tds` at their defaults (`solve(problem, prior, name, n_particles=N)`; TDS's "
+              "default twist is the variance-inflated Gaussian one with the data variance read from the prior's own "
+              "denoiser); `tds_dps` = TDS with the paper's DPS twist (`twist='dps'`; with N = 1 it is score-mode DPS); "
+              "`tds_gauss` = the Gaussian twist with `twist_data_var` = the prior's true mean per-coordinate variance "
+              "(an oracle choice). With N = 1 each is its proposal alone."), ""]
     for d, dy in sorted({(a["d"], a["d_y"]) for a in agg}):
         cell = [a for a in agg if (a["d"], a["d_y"]) == (d, dy)]
         lines += [f"## d = {d}, d_y = {dy} (floor {estimate(cell[0]['floor']['values']).format()})", "",
@@ -147,7 +150,7 @@ def plot(agg: list[dict], path: Path) -> None:
     cells = sorted({(a["d"], a["d_y"]) for a in agg})
     fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.4), squeeze=False)
     for ax, (d, dy) in zip(axes[0], cells):
-        for method, color in (("mcgdiff", "C0"), ("tds", "C1"), ("tds_gauss", "C2")):
+        for method, color in (("mcgdiff", "C0"), ("tds", "C1"), ("tds_dps", "C3"), ("tds_gauss", "C2")):
             rs = [a for a in agg if (a["d"], a["d_y"], a["method"]) == (d, dy, method)]
             if not rs:
                 continue
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dims", type=_ints, default=[8])
     ap.add_argument("--dys", type=_ints, default=[1, 2, 4])
     ap.add_argument("--seeds", type=_ints, default=[0, 1, 2])
-    ap.add_argument("--methods", type=lambda s: s.split(","), default=["mcgdiff", "tds", "tds_gauss"])
+    ap.add_argument("--methods", type=lambda s: s.split(","), default=["mcgdiff", "tds", "tds_dps", "tds_gauss"])
     ap.add_argument("--particles", type=_ints, default=[1, 4, 16, 64, 256, 1024])
     ap.add_argument("--max-particles", type=int, default=1024)
     ap.add_argument("--max-particles-tds", type=int, default=256)

@@ -42,7 +42,8 @@ def test_tds_with_one_particle_is_score_mode_dps(gauss) -> None:
     ref = solve(gp.problem, prior, "dps", faithful=False, sampler="ddpm", steps=12, t_end=0.99, n_samples=3, seed=3,
                 return_trajectory=True)
     for k in (1, 6, 11):  # TDS on the first k points of the same grid (its last step keeps its noise)
-        res = solve(gp.problem, prior, "tds", n_particles=1, steps=k, t_end=0.99 * k / 12, n_samples=3, seed=3)
+        res = solve(gp.problem, prior, "tds", n_particles=1, steps=k, t_end=0.99 * k / 12, n_samples=3, seed=3,
+                    twist="dps")
         torch.testing.assert_close(res.samples, ref.trajectory[k], rtol=1e-10, atol=1e-10)
         assert res.n_vjp == res.nfe == k + 1 and res.n_resampled == 0
         torch.testing.assert_close(res.weights, torch.ones(3, 1, dtype=DT))
@@ -130,6 +131,8 @@ def test_gaussian_twist_is_the_exact_likelihood_for_a_gaussian_prior(gauss) -> N
     st = m._setup(gp.problem.expand(6), 1, x)
     t = torch.tensor(0.6, dtype=DT)
     logh = m._potential(x, t, CountedModel(prior), st)["logh"]
+    # the default data variance, read from the prior's own denoiser, is the prior's (1 here)
+    assert abs(TDS.data_variance(CountedModel(prior), (4,), like=x) - 1.0) < 1e-3
     c = prior.coeffs(t, x)
     a, s = float(c.beta[0]), float(c.alpha[0])
     mu0 = gp.prior.means[0]

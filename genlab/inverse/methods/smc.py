@@ -35,10 +35,11 @@ with ``p(x_{t'} | x_t) = N(m(x_t), ω²I)`` the DDPM kernel (``Interpolant.impli
   time before the last; genlab's DDPM sampler takes its last step without noise). The step into t = 1 of the VP
   chain is deterministic (ω = 0) and cannot carry a density ratio: there the proposal is the plain kernel
   (x_1 = x̂1) and the weight is ``N(y; A x_1, σ²I)/h_t``. The final weights need ``h`` at the last state: one more
-  evaluation when ``t_end < 1`` (none at t = 1, where ``h`` is the exact likelihood). Option ``twist="gaussian"``
-  (not in the paper): ``h_t = N(y; A x̂1, σ²I + r_t²AAᵀ)`` with the Gaussian-data Tweedie variance
-  ``r_t² = v α²/(β² v + α²)`` (``v = twist_data_var``; ΠGDM's r_t² for v = 1), which widens the twisting where x̂1
-  is uncertain. **Not done:** the paper's other twisting functions, and twisting by an
+  evaluation when ``t_end < 1`` (none at t = 1, where ``h`` is the exact likelihood). **Default twist (not the
+  paper's):** ``twist="gaussian"``, ``h_t = N(y; A x̂1, σ²I + r_t²AAᵀ)`` with the Gaussian-data Tweedie variance
+  ``r_t² = v α²/(β² v + α²)`` (ΠGDM's r_t² for v = 1), ``v`` the prior's per-coordinate variance estimated from its
+  own denoiser (:meth:`TDS.data_variance`) or given; it widens the twisting where x̂1 is uncertain (the paper's DPS
+  twist, ``twist="dps"``, degenerates on the GMM benchmark). **Not done:** the paper's other twisting functions, and twisting by an
   arbitrary registered genlab guidance (that needs a guidance to expose ``log h_t``, not only its gradient).
 
 Resampling: systematic, per system, when ESS < ``resample_threshold``·N (both papers resample at every step,
@@ -327,24 +328,61 @@ class TDS(SMCSolver):
     """Twisted diffusion sampler (Wu et al., NeurIPS'23, Algorithm 1) with the DPS twisting function (eq. 8).
 
     Options (defaults): ``n_particles`` (16), ``steps`` (100), ``t_end`` (1.0), ``resample_threshold`` (1.0, every
-    step as in Algorithm 1), ``twist`` (``"dps"``: the paper's eq. 8; ``"gaussian"``: variance-inflated, see the
-    module docstring), ``twist_data_var`` (1.0, the data variance ``v`` of the ``"gaussian"`` twist). One
-    evaluation and one VJP per step; with one particle it equals
-    ``solve(..., "dps", faithful=False, sampler="ddpm")`` before the last step (see the module docstring).
+    step as in Algorithm 1), ``twist`` (``"gaussian"``: variance-inflated, see the module docstring — the default
+    because the paper's ``"dps"`` twist (eq. 8, one option away) degenerates to ESS ≈ 1 on the MCGdiff GMM problems,
+    ``experiments/results/inverse_smc.md``), ``twist_data_var`` (``"auto"``: :meth:`data_variance` from the prior's
+    denoiser, one extra evaluation and VJP; or a float). One evaluation and one VJP per step; with
+    ``twist="dps"`` and one particle it equals ``solve(..., "dps", faithful=False, sampler="ddpm")`` before the
+    last step (see the module docstring).
     """
 
     name: ClassVar[str] = "tds"
     uses_network_gradient: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {**SMCSolver.DEFAULTS, "n_particles": 16, "twist": "dps",
-                                          "twist_data_var": 1.0}
+    DEFAULTS: ClassVar[dict[str, Any]] = {**SMCSolver.DEFAULTS, "n_particles": 16, "twist": "gaussian",
+                                          "twist_data_var": "auto"}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         check_choice("twist", self.options["twist"], ("dps", "gaussian"))
-        check_positive("twist_data_var", self.options["twist_data_var"])
+        if self.options["twist_data_var"] != "auto":
+            check_positive("twist_data_var", self.options["twist_data_var"])
+
+    @staticmethod
+    def data_variance(model: CountedModel, x_shape: tuple[int, ...], *, snr: float = 1e-6, max_probes: int = 1024,
+                      like: Tensor) -> float:
+        """The prior's mean per-coordinate variance from its own denoiser (one evaluation and one VJP).
+
+        At a time of signal-to-noise ratio ``β²/α² = snr`` the Tweedie covariance ``Cov[x1 | x_t] = (α²/β) ∂x̂1/∂x_t``
+        is the data covariance shrunk by ``1/(1 + snr·v)`` (exact for Gaussian data); its mean diagonal is read with
+        coordinate probes ``e_i`` (one batch row per coordinate, at most ``max_probes`` evenly spaced ones; no
+        Hutchinson noise, which is large when coordinates are strongly correlated) at ``x_t = α ε`` and the
+        shrinkage undone. Reconstructed here (neither paper estimates it); a genlab choice for
+        ``twist_data_var="auto"``.
+        """
+        interp = model.prior.interpolant
+        t = interp.time_at_lam(0.5 * math.log(snr))
+        g = torch.Generator().manual_seed(0)
+        dim = math.prod(x_shape)
+        idx = torch.linspace(0, dim - 1, min(dim, max_probes)).round().long()
+        eps = torch.randn((idx.numel(), *x_shape), generator=g, dtype=torch.float64).to(like)
+        probe = torch.zeros(idx.numel(), dim, dtype=like.dtype, device=like.device)
+        probe[torch.arange(idx.numel()), idx.to(like.device)] = 1.0
+        probe = probe.reshape(idx.numel(), *x_shape)
+        cf = model.prior.coeffs(t, eps)
+        xg = (append_dims(cf.alpha, eps.ndim) * eps).requires_grad_(True)
+        with torch.enable_grad():
+            x1 = model.evaluate(xg, t, grad=True)("x1")
+            (jp,) = torch.autograd.grad((x1 * probe).sum(), xg)
+        a2b = float((cf.alpha[0] ** 2) / cf.beta[0])
+        cov = a2b * float((jp * probe).flatten(1).sum(1).mean())
+        if not cov > 0 or not math.isfinite(cov):
+            raise ValueError(f"tds: the prior's Tweedie variance estimate is {cov!r}; pass twist_data_var=<float>")
+        return cov / max(1e-12, 1.0 - snr * cov) if snr * cov < 0.5 else 2 * cov
 
     def _potential(self, x: Tensor, t: Tensor, model: CountedModel, st: dict[str, Any]) -> dict[str, Tensor]:
         sigma2 = st["sigma2"]
+        if self.options["twist"] == "gaussian" and "data_var" not in st:
+            st["data_var"] = self.data_variance(model, st["x_shape"], like=x)
         cf = model.prior.coeffs(t, x)
         if bool((cf.alpha == 0).all()) and bool((cf.beta == 1).all()):
             # the data end: x̂1(x) = x, the exact likelihood, no evaluation
@@ -357,7 +395,7 @@ class TDS(SMCSolver):
             if self.options["twist"] == "dps":
                 logh = -0.5 * r.flatten(1).pow(2).sum(1) / sigma2
             else:  # N(y; A x̂1, σ²I + r_t²AAᵀ); the log-determinant is the same for every particle at t: dropped
-                v = float(self.options["twist_data_var"])
+                v = st["data_var"]
                 r2 = v * cf.alpha**2 / (cf.beta**2 * v + cf.alpha**2)
                 q = solve_gram(st["op"], r, r2, sigma2, st["x_shape"])
                 logh = -0.5 * (r * q).flatten(1).sum(1)
@@ -367,6 +405,8 @@ class TDS(SMCSolver):
     def _setup(self, problem: InverseProblem, n_part: int, x: Tensor) -> dict[str, Any]:
         st = super()._setup(problem, n_part, x)
         st.update(op=problem.op, sigma2=float(problem.sigma) ** 2, x_shape=tuple(problem.x_shape))
+        if self.options["twist"] == "gaussian" and self.options["twist_data_var"] != "auto":
+            st["data_var"] = float(self.options["twist_data_var"])
         return st
 
     def _propose(self, x: Tensor, t: Tensor, t_next: Tensor, pot: dict[str, Tensor], model: CountedModel,
