@@ -300,7 +300,8 @@ class SampleConfig:
     Attributes:
         sampler: Registered sampler name (``genlab.samplers.available_samplers()``).
         steps: Grid steps.
-        grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``).
+        grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``, ...); ``null`` (the default): the
+            sampler's recommended grid (``Sampler.default_grid`` with the ends its conversions allow).
         grid_options: Options of the grid (``t_start``, ``t_end``, ``kappa``, ``rho``).
         options: Constructor options of the sampler (e.g. ``eta``).
         n: Number of samples in pictures.
@@ -310,7 +311,7 @@ class SampleConfig:
 
     sampler: str = "heun"
     steps: int = 20
-    grid: str = "uniform"
+    grid: str | None = None
     grid_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     n: int = 1000
@@ -610,11 +611,14 @@ def _check_sample_section(scfg: SampleConfig, interpolant: Any) -> None:
     from genlab.samplers.grids import GRIDS, make_grid
 
     try:
-        get_sampler(scfg.sampler, **scfg.options)
+        sampler = get_sampler(scfg.sampler, **scfg.options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"sample.options: {err}") from None
-    if scfg.grid not in GRIDS:
+    grid_name = scfg.grid if scfg.grid is not None else getattr(sampler, "default_grid", "uniform")
+    if grid_name not in GRIDS:
         raise ConfigError(f"sample.grid: unknown grid {scfg.grid!r}; choose one of {sorted(GRIDS)}")
+    if scfg.grid is None:
+        return  # the recommended grid's ends depend on the trained field; genlab.sample builds it
     grid_params = inspect.signature(GRIDS[scfg.grid]).parameters
     allowed = [k for k in grid_params if k not in ("steps", "interpolant", "device")]
     unknown = sorted(set(scfg.grid_options) - set(allowed))

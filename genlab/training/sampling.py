@@ -62,7 +62,7 @@ def draw_samples(
     steps: int,
     n: int,
     seed: int = 0,
-    grid: str = "uniform",
+    grid: str | None = None,
     grid_options: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     device: torch.device | None = None,
@@ -78,7 +78,7 @@ def draw_samples(
         steps: Grid steps.
         n: Number of samples.
         seed: Seed of the initial noise, the coupling's draws on held-out data and stochastic samplers.
-        grid: Grid name.
+        grid: Grid name (``None``: the sampler's recommended grid).
         grid_options: Grid options.
         options: Sampler constructor options.
         device: Device (default: the Field's parameters').
