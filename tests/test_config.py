@@ -190,3 +190,12 @@ def test_shipped_configs_are_valid() -> None:
     assert "digits_inpainting" in names
     for name in names:
         check_components(load_config(folder / f"{name}.yaml"))
+
+
+def test_sample_section_accepts_sampler_aliases_and_the_recommended_grid() -> None:
+    """`sample.sampler: dpm++` resolves like genlab.sample's aliases; `sample.grid` omitted = recommended grid."""
+    from genlab.training.config import check_components, load_config
+
+    cfg = load_config("configs/moons_tiny.yaml", overrides=["sample.sampler=dpm++"])
+    assert cfg.sample.grid is None
+    check_components(cfg)

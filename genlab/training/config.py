@@ -597,11 +597,12 @@ def check_components(config: RunConfig) -> None:
         ObjectiveConfig,
         skip=("config", "components"),
     )
+    from genlab.samplers.registry import resolve_name
+
     samplers = available_samplers()
-    if config.sample.sampler not in samplers and ":" not in config.sample.sampler:
-        raise ConfigError(
-            f"sample.sampler: unknown sampler {config.sample.sampler!r}; choose one of {samplers}"
-        )
+    name = config.sample.sampler
+    if resolve_name(name) not in samplers and ":" not in name:
+        raise ConfigError(f"sample.sampler: unknown sampler {name!r}; choose one of {samplers} (or an alias)")
     _check_sample_section(config.sample, interpolant)
 
 
