@@ -89,6 +89,29 @@ class RunSolve:
     files: list[Path] = field(default_factory=list)
 
 
+def _prior_and_held_out(run: Any, device: str | torch.device) -> tuple[Any, Tensor]:
+    """The run's prior (a DiffusionPrior of its field, or an HVAEPrior of an ``hvae`` run) and its held-out x1."""
+    from genlab.data import get_split
+    from genlab.inverse.priors import DiffusionPrior, HVAEPrior
+    from genlab.training import load_run
+    from genlab.training.sampling import reference_data
+
+    if not hasattr(run, "field"):
+        from genlab.training.config import load_config
+
+        saved = Path(run) / "config.yaml"
+        cfg = load_config(saved) if saved.is_file() else None
+        if cfg is not None and cfg.objective.name == "hvae":
+            from genlab.training.hvae import load_hvae
+
+            hvae = load_hvae(run, device=device)
+            data = hvae.config.data
+            split = get_split(data.name, test_fraction=data.test_fraction, split_seed=data.split_seed, **data.kwargs)
+            return HVAEPrior(hvae.model), reference_data(split.test)
+    loaded = load_run(run, device=device)
+    return DiffusionPrior(loaded.field), reference_data(loaded.components.split.test)
+
+
 def solve_run(
     run: Any,
     *,
@@ -108,7 +131,8 @@ def solve_run(
     """Solve a named task on held-out image ``index`` of a trained run's test split.
 
     Args:
-        run: Run folder or :class:`genlab.training.Run`.
+        run: Run folder or :class:`genlab.training.Run`: a diffusion/flow run (its field is the prior) or an
+            ``objective: hvae`` run (its HVAE is a PnP-HVAE prior; use ``method="pnp_hvae"``).
         task: One of :data:`TASKS`.
         method: Registered inverse method (``genlab.inverse.available_methods()``).
         index: Which held-out image is the ground truth.
@@ -129,11 +153,8 @@ def solve_run(
         FileExistsError: If an output exists and ``overwrite`` is false (checked before solving).
         ValueError: For a bad task, index, n or sigma, or a run whose field is not a Gaussian-source prior.
     """
-    from genlab.inverse.priors import DiffusionPrior
     from genlab.inverse.solve import solve
     from genlab.metrics import psnr
-    from genlab.training import load_run
-    from genlab.training.sampling import reference_data
     from genlab.utils import atomic_write
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -149,8 +170,7 @@ def solve_run(
         existing = [str(p) for p in files if p.exists()]
         if existing and not overwrite:
             raise FileExistsError(f"out would replace {existing}; pass overwrite=True (--overwrite) or choose another out")
-    loaded = load_run(run, device=device)
-    test = reference_data(loaded.components.split.test)
+    prior, test = _prior_and_held_out(run, device)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < test.shape[0]:
         raise ValueError(f"index must be an int in [0, {test.shape[0] - 1}] (held-out items); got {index!r}")
     x = test[index : index + 1].to(device)
@@ -159,7 +179,6 @@ def solve_run(
     y_clean = op.A(x)
     y = y_clean + float(sigma) * torch.randn(y_clean.shape, generator=g).to(y_clean)
     problem = InverseProblem(op, y, sigma=float(sigma))
-    prior = DiffusionPrior(loaded.field)
     result = solve(problem, prior, method, sampler, steps, n, seed, **options)
     samples = result.samples
     p_mean = float(psnr(samples.mean(0, keepdim=True), x).mean())

@@ -62,3 +62,13 @@ def test_cli_solve(digits_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["files"] == [str(out), str(out.with_suffix(".pt"))] and report["nfe"] > 0
+
+
+def test_solve_run_with_an_hvae_run(tmp_path: Path) -> None:
+    run = tmp_path / "hvae"
+    genlab.train("configs/digits_hvae.yaml", out=run,
+                 overrides=["train.steps=2", "train.ckpt_every=2", "logging.progress=false", "logging.stdout=false"])
+    res = solve_run(run, task="inpaint-random", method="pnp_hvae", n=2, out=tmp_path / "hv.png")
+    assert res.result.config["method"] == "pnp_hvae" and res.files[0].is_file()
+    with pytest.raises(ValueError, match="pnp_hvae|HVAE|diffusion"):
+        solve_run(run, task="inpaint-random", method="dps", n=2)
