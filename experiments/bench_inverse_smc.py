@@ -113,7 +113,8 @@ def markdown(agg: list[dict], meta: dict) -> str:
              f"Command: `{meta['command']}`", "",
              (f"Exact prior denoiser on VP, {meta['steps']} uniform steps, {meta['n']} output samples per run (one per "
               f"SMC system), problem seeds {meta['seeds']}; torch {meta['torch']} on 1 thread of a shared 2-core "
-              f"machine; {meta['total_s']:.0f} s of sampling in all, summed over runs (budget: ≤ 15 min). "
+              f"machine; {meta['total_s']:.0f} s of sampling in all, summed over runs (budget ≤ 15 min: "
+              f"{'met' if meta['total_s'] <= 900 else 'exceeded at this load; --methods mcgdiff,tds fits'}). "
               "Cost = particle evaluations of the "
               "denoiser per output sample (N × steps). SW: sliced W1 (100 slices) to fresh exact-posterior samples of "
               "the same size; floor: two exact sets (`testing.posterior_floor`). Values: mean ± 95 % CI over problem "
