@@ -34,6 +34,7 @@ from genlab.data.images import (
 )
 from genlab.data.mnist import MNIST5K_SIZE, MNIST5kDataset, MNIST5kPairs, load_mnist5k, mnist5k_path
 from genlab.data.multimarginal import MultimarginalDataset, marginal_names
+from genlab.data.toys import TOY_NAMES, checkerboard, eight_gaussians, moons, pinwheel, swiss_roll, toy
 from genlab.data.user import (
     TensorFileDataset,
     as_dataset,
@@ -42,7 +43,6 @@ from genlab.data.user import (
     save_tensor_file,
     unregister_dataset,
 )
-from genlab.data.toys import TOY_NAMES, checkerboard, eight_gaussians, moons, pinwheel, swiss_roll, toy
 
 __all__ = [
     "DATASET_NAMES",

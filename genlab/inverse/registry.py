@@ -37,16 +37,20 @@ def register_method(cls: type[Guidance | IterativeSolver]) -> type[Guidance | It
 for _cls in (DPS, PiGDM, DDS, STSL, Dreamguider):
     register_method(_cls)
 
-from genlab.inverse.methods import DDRM, DiffPIR, MomentMatching  # issue 13: the methods that win cells in deepinv
+from genlab.inverse.methods import (  # issue 13: the methods that win cells in deepinv
+    DDRM,
+    DiffPIR,
+    MomentMatching,
+)
 
 for _cls in (MomentMatching, DDRM, DiffPIR):
     register_method(_cls)
 
-from genlab.inverse.methods import PnPHVAE  # noqa: E402  (issue 12: an IterativeSolver on an HVAEPrior)
+from genlab.inverse.methods import PnPHVAE
 
 register_method(PnPHVAE)
 
-from genlab.inverse.methods import TDS, MCGdiff  # noqa: E402  (issue 13: SMC samplers that converge)
+from genlab.inverse.methods import TDS, MCGdiff
 
 for _cls in (MCGdiff, TDS):
     register_method(_cls)

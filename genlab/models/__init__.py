@@ -14,6 +14,7 @@ from genlab.models.simplex_nets import SimplexMLP, SimplexUNet
 from genlab.models.unet import UNet
 
 __all__ = [
+    "HVAE",
     "LIGHT_SB_LR",
     "AutoEncoder",
     "BridgeCoeffs",
@@ -22,7 +23,6 @@ __all__ = [
     "EDMPreconditioner",
     "Field",
     "FourierTimeFeatures",
-    "HVAE",
     "LightSB",
     "LightSBDrift",
     "LightSBPlan",

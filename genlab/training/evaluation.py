@@ -84,14 +84,21 @@ def set_metric(name: str, x: Tensor, y: Tensor, *, n_projections: int = 256, see
         The value.
     """
     if name == "fd":
-        if x.ndim != 4 or tuple(x.shape[1:]) not in ((1, 8, 8), (1, 16, 16)) or y.shape[1:] != x.shape[1:]:
+        shapes = ((1, 8, 8), (1, 16, 16), (1, 28, 28))
+        if x.ndim != 4 or tuple(x.shape[1:]) not in shapes or y.shape[1:] != x.shape[1:]:
             raise ValueError(
-                f"metric 'fd' scores 8x8 or 16x16 digits (n, 1, H, W); got samples {tuple(x.shape[1:])} and "
-                f"data {tuple(y.shape[1:])}: drop 'fd' from eval.metrics for this dataset"
+                f"metric 'fd' scores 8x8/16x16 digits or 28x28 MNIST (n, 1, H, W); got samples "
+                f"{tuple(x.shape[1:])} and data {tuple(y.shape[1:])}: drop 'fd' from eval.metrics for this dataset "
+                "(image_fid in genlab.metrics takes any feature extractor)"
             )
         # generated images are scored as images: clamped to the pixel range (as FID pipelines quantise to uint8),
         # so an under-trained model gets a large FD instead of a refusal
-        return float(digits_fd(x.detach().float().cpu().clamp(-1.0, 1.0), y.detach().float().cpu()))
+        xi, yi = x.detach().float().cpu().clamp(-1.0, 1.0), y.detach().float().cpu()
+        if xi.shape[-1] == 28:  # the shipped MNIST classifier's features
+            from genlab.metrics.mnist import MnistFD
+
+            return float(MnistFD(yi).score(xi))
+        return float(digits_fd(xi, yi))
     xs = x.detach().flatten(1).double().cpu()
     ys = y.detach().flatten(1).double().cpu()
     if name == "sw":

@@ -181,8 +181,16 @@ def save_picture(
 
 
 def reference_data(dataset: ArrayDataset, n: int | None = None) -> Tensor:
-    """The ``x1`` items of a dataset (first ``n`` rows if given)."""
-    idx = torch.arange(len(dataset) if n is None else min(n, len(dataset)))
+    """The ``x1`` items of a dataset (``n`` evenly spaced rows if given).
+
+    Evenly spaced rather than the first ``n``: a dataset stored in class order (MNIST-5k is sorted by label)
+    would otherwise give a reference of one or two classes.
+    """
+    total = len(dataset)
+    if n is None or n >= total:
+        idx = torch.arange(total)
+    else:
+        idx = torch.div(torch.arange(n) * total, n, rounding_mode="floor")
     batch, _ = split_labels(collate(dataset, idx), dataset)
     if isinstance(batch, tuple):
         names = [k for k in dataset.item_names if k != "label"]

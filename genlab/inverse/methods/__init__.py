@@ -27,7 +27,14 @@ from genlab.inverse.methods.moment_matching import (
 )
 from genlab.inverse.methods.pigdm import PiGDM
 from genlab.inverse.methods.pnp_hvae import PnPHVAE, latent_step
-from genlab.inverse.methods.smc import TDS, MCGdiff, SMCOutput, SMCSolver, effective_sample_size, systematic_resample
+from genlab.inverse.methods.smc import (
+    TDS,
+    MCGdiff,
+    SMCOutput,
+    SMCSolver,
+    effective_sample_size,
+    systematic_resample,
+)
 from genlab.inverse.methods.stsl import STSL
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "PROBES",
     "SAMPLER_ALIASES",
     "STSL",
+    "TDS",
     "AugmentParams",
     "CountedModel",
     "DiffPIR",
@@ -57,7 +65,6 @@ __all__ = [
     "SMCOutput",
     "SMCSolver",
     "SolveContext",
-    "TDS",
     "condition_prediction",
     "draw_probe",
     "effective_sample_size",
