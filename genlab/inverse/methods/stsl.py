@@ -82,6 +82,8 @@ class STSL(Guidance):
         init ("adjoint"): ``"adjoint"`` (𝓔(Aᵀy), paper), ``"pinv"`` (𝓔(A⁺y)) or ``"noise"`` (plain prior noise).
         data_loss ("norm"): ``"norm"`` (‖r‖, TMPD's reproduction and PSLD's code) or ``"squared"`` (‖r‖², the
             paper's Eq. 4).
+        order ("tmpd"): the transition after the K updates uses the ẑ1 computed before the last update (TMPD's
+            reproduction) or, with ``"refresh"``, ẑ1 re-evaluated at the moved state (one more NFE per step).
     """
 
     name: ClassVar[str] = "stsl"
@@ -101,6 +103,7 @@ class STSL(Guidance):
         "probe": "gaussian",
         "init": "adjoint",
         "data_loss": "norm",
+        "order": "tmpd",
     }
 
     def validate(self) -> None:
@@ -118,6 +121,7 @@ class STSL(Guidance):
         check_choice("probe", o["probe"], PROBES)
         check_choice("init", o["init"], ("adjoint", "pinv", "noise"))
         check_choice("data_loss", o["data_loss"], ("squared", "norm"))
+        check_choice("order", o["order"], ("tmpd", "refresh"))
 
     def missing(self, problem: InverseProblem, prior: Any, sampler: Any, eta: float | None) -> list[str]:
         out = super().missing(problem, prior, sampler, eta)
@@ -177,6 +181,8 @@ class STSL(Guidance):
                 (grad,) = torch.autograd.grad(loss.sum(), z)
             moved = z.detach() - grad
             x1_last = p("x1").detach()
+        if self.options["order"] == "refresh":  # re-evaluate at the moved state: a consistent DDIM step (+1 NFE)
+            x1_last = self.predict(moved, t, ctx)("x1").detach()
         ctx.log(residual=rnorm.detach(), guidance_norm=per_sample_norm(moved - x_t),
                 **({"trace": trace.detach()} if trace is not None else {}))
         return ctx.transition.step(ctx.interpolant, moved, t, t_next, x1_last, None, generator=ctx.generator)
