@@ -135,6 +135,19 @@ def test_stsl_cost_accounting(estimator: str, probes: int, nfe_per_inner: int, j
     assert len(res.diagnostics["trace"]) == steps
 
 
+def test_stsl_refresh_order_transitions_from_the_moved_state() -> None:
+    """order='refresh' re-evaluates ẑ1 at the moved state (one more NFE per step, no extra VJP) and so differs from
+    the default (TMPD) order on the same seed; an unknown order is refused."""
+    problem, prior, _, _ = _rig(0)
+    kw = {"steps": 4, "n_samples": 5, "seed": 0, "K": 1, "eta_tr": 0.0}
+    tmpd = solve(problem, prior, "stsl", **kw)
+    refresh = solve(problem, prior, "stsl", order="refresh", **kw)
+    assert refresh.nfe == tmpd.nfe + 4 and refresh.n_vjp == tmpd.n_vjp
+    assert not torch.allclose(refresh.samples, tmpd.samples)
+    with pytest.raises(ValueError, match="order"):
+        solve(problem, prior, "stsl", order="after", **kw)
+
+
 def test_init_from_the_encoded_measurement() -> None:
     """init='adjoint': z(t0) = a(t0)·𝓔(Aᵀy) + s(t0)·ξ with ξ the prior's own initial noise."""
     problem, prior, _, _ = _rig(1)
