@@ -209,3 +209,26 @@ def test_cli_search_then_sample_with_preset(tmp_path: Path, capsys: pytest.Captu
     assert main(["sample", "--run", str(run), "--preset", str(out), "--n", "8", "--out", str(pic)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["sampler"] == "searched" and printed["nfe"] == 4 and printed["steps"] == 4
+
+
+def test_shipped_presets_match_their_configs() -> None:
+    """Presets shipped for configs (``genlab/assets/presets/<config>_nfe<N>.json``) load, are tied to that config's
+    path and run on an exact field of it (one NFE per step)."""
+    from genlab.interpolants.presets import build_interpolant
+    from genlab.samplers.searched import shipped_presets
+    from genlab.training import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = shipped_presets()
+    assert shipped, "no presets in genlab/assets/presets"
+    for name in shipped:
+        config_name, _, nfe = name.rpartition("_nfe")
+        cfg = load_config(root / "configs" / f"{config_name}.yaml")
+        interp = build_interpolant(cfg.interpolant.name, **cfg.interpolant.kwargs)
+        preset = load_preset(name)
+        assert preset.provenance["path"] == repr(interp) and preset.steps == int(nfe), name
+        assert preset.provenance["field_kind"] == cfg.model.kind and preset.provenance["model"].startswith(config_name)
+        fld = gaussian_field(interp, torch.zeros(2, dtype=F64), 0.7, kind=cfg.model.kind)
+        out = genlab.sample(fld, sampler="searched", preset=name, steps=preset.steps, n=8, shape=(2,), seed=0,
+                            dtype=F64)
+        assert out.nfe == preset.steps and bool(torch.isfinite(out.x).all())
