@@ -65,10 +65,6 @@ class SolveResult:
     n_jvp: int = 0
     latents: Tensor | None = None
     trajectory: list[Tensor] | None = None
-    particles: Tensor | None = None
-    weights: Tensor | None = None
-    ess: Tensor | None = None
-    n_resampled: int = 0
     files: list[Path] = field(default_factory=list)
     particles: Tensor | None = None
     weights: Tensor | None = None
@@ -155,7 +151,6 @@ def solve(
                        return_trajectory=return_trajectory, progress=progress, **kw)
         result.save_picture(problem, picture, ground_truth=ground_truth)
         return result
-
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
     m = get_method(method, **kw)
