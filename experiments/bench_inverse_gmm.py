@@ -328,6 +328,7 @@ STSL_VARIANTS: list[tuple[str, dict, int]] = [
     ("STSL trace ×100 (η_tr=2)", {"eta_tr": 2.0}, 10),
     ("STSL trace sign flipped (η_tr=−0.02)", {"eta_tr": -0.02}, 10),
     ("STSL exact-JVP trace (η_tr=0.02)", {"trace_estimator": "jvp"}, 5),
+    ("STSL order: ẑ1 refreshed at the moved state", {"order": "refresh"}, 11),
     ("latent DPS (STSL K=1, η_tr=0)", {"eta_tr": 0.0, "K": 1}, 1),
 ]
 
@@ -384,14 +385,15 @@ def stsl_verdict(res: dict, dys: list[int]) -> list[str]:
         v = [r["sw"] for r in rows if r["method"] == label and r["d_y"] == dy and r["budget"] == budget]
         return sum(v) / len(v) if v else float("nan")
 
-    stsl, dps, notr = STSL_VARIANTS[0][0], STSL_VARIANTS[-1][0], STSL_VARIANTS[1][0]
+    stsl, dps, notr, order = STSL_VARIANTS[0][0], STSL_VARIANTS[-1][0], STSL_VARIANTS[1][0], STSL_VARIANTS[5][0]
     for dy in dys:
         for n in (100, 200):
             a, b = mean(stsl, dy, n), mean(dps, dy, 4 * n)
             out.append(f"- d_y = {dy}: STSL at {n} NFE {a:.3f} vs latent DPS at {4 * n} NFE {b:.3f} → claim "
                        f"{'holds' if a <= b else 'does not hold'}; STSL vs latent DPS at equal NFE {n}: "
                        f"{a:.3f} vs {mean(dps, dy, n):.3f}; trace on vs off (K = 5, {n} NFE budget): "
-                       f"{a:.3f} vs {mean(notr, dy, n):.3f}.")
+                       f"{a:.3f} vs {mean(notr, dy, n):.3f}; sign flipped {mean(STSL_VARIANTS[3][0], dy, n):.3f}; "
+                       f"order 'refresh' {mean(order, dy, n):.3f}.")
     return out
 
 

@@ -41,9 +41,11 @@ Controlled experiment on the "4× fewer NFE" claim (issue 13; ``experiments/benc
 ``experiments/results/inverse_gmm_stsl.md``; d = 8 MCGdiff GMM, d_y ∈ {1, 2, 4}, measured NFE): flipping the trace
 term's sign changes the SW by < 1 % (e.g. 2.206 vs 2.216 at 100 NFE, d_y = 1), so at the paper's weight η/d it is
 numerically inert — no sign or scale bug that would hide a gain; ×100 makes it worse; the exact JVP estimator is no
-better than dropping the term at equal NFE. STSL at N NFE beat latent DPS at 4N NFE in none of 6 (cell, budget)
-pairs (one tie within noise). On this problem the claim does not reproduce and the implementation is not the
-cause; the paper's setting (SD v1.5 latents, start from the encoded measurement) is not reproduced here.
+better than dropping the term at equal NFE; Algorithm 1's order (``order="refresh"``: ẑ1 re-evaluated at the
+moved state before the transition) changes the SW by ≤ 10 %. STSL at N NFE matched latent DPS at 4N NFE in 1 of
+6 (cell, budget) pairs, by 0.005 (a tie within noise), and lost the other 5. On this problem the claim does not
+reproduce and the implementation is not the cause; the paper's setting (SD v1.5 latents, start from the encoded
+measurement) is not reproduced here.
 
 With ``eta_tr = 0`` and ``K = 1`` the update is exactly latent DPS with its gradient step applied before the
 transition (:class:`~genlab.inverse.methods.dps.DPS` with ``apply="before"``: ``normalize=True, zeta=lam/2`` for
