@@ -184,8 +184,7 @@ def solve(
     n_steps = m.default_steps if steps is None else steps
     if isinstance(grid, str):
         ends = {k: v for k, v in (("t_start", t_start), ("t_end", t_end)) if v is not None}
-        if "t_start" not in ends and not _denoiser_regular_at_noise(prior):
-            ends["t_start"] = REGULAR_T_START  # e.g. a VP ε-prediction: x̂1 = (x_t − α ε̂)/β divides by β(0) = 0
+        ends = {**_regular_ends(prior, smp, n_steps), **ends}
         times = make_grid(grid, n_steps, prior.interpolant, **ends)
     else:
         if steps is not None or t_start is not None or t_end is not None:
@@ -251,6 +250,34 @@ def _denoiser_regular_at_noise(prior: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _regular_ends(prior: Any, smp: Sampler, steps: int) -> dict[str, float]:
+    """Grid ends (only those that must move) where the prior's denoiser and the sampler's conversions are finite.
+
+    The start moves to :data:`REGULAR_T_START` when the prior's field does not give ``x̂1`` at pure noise (VP ε/score
+    fields); either end moves inside where the sampler converts the guided prediction (an ``x1`` field on the
+    prior's path) to a kind that is singular there — e.g. Heun, RK4 and stochastic Heun need the velocity at t = 1 on
+    VP, where α = 0 (:func:`genlab.samplers.grids.open_ends`).
+    """
+    from torch import nn
+
+    from genlab.models import Field
+    from genlab.samplers.grids import open_ends
+
+    out: dict[str, float] = {}
+    if not _denoiser_regular_at_noise(prior):
+        out["t_start"] = REGULAR_T_START  # e.g. a VP ε-prediction: x̂1 = (x_t − α ε̂)/β divides by β(0) = 0
+    interpolant = getattr(prior, "interpolant", None)
+    if interpolant is None:
+        return out
+    probe = Field(nn.Identity(), interpolant, "x1")  # what GuidedField is: an x1 field on the prior's path
+    t_start, t_end = open_ends(probe, smp.consumed_kinds(), evaluates_end=smp.expected_nfe(steps) != steps)
+    if t_start > 0:
+        out["t_start"] = max(t_start, out.get("t_start", 0.0))
+    if t_end < 1:
+        out["t_end"] = t_end
+    return out
 
 
 def _run_iterative(

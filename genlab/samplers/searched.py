@@ -293,6 +293,12 @@ class SearchedSampler(TableSampler):
             self.preset.check_field(fld)
         if not (fld.interpolant.gaussian_source or fld.interpolant.conditional_source):
             raise ValueError("sampler 'searched' needs a Gaussian-source path or a bridge with a known source")
+        if self.preset is None:  # refuse up front (not mid-run) a field no shipped preset was searched for
+            pid = path_id(fld.interpolant)
+            if not any(load_preset(p).provenance["path"] == pid and load_preset(p).provenance["field_kind"] == fld.kind
+                       for p in shipped_presets().values()):
+                raise ValueError(f"sampler 'searched': no shipped preset for a {fld.kind!r} field on {pid}; pass "
+                                 "preset= (a .json file written by `genlab search` / search_solver)")
 
     def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:  # pragma: no cover - see _sample
         raise NotImplementedError("SearchedSampler resolves its table per field in _sample")
