@@ -225,7 +225,7 @@ def run_cell(dim: int, eps: float, cfg: dict[str, Any]) -> dict[str, Any]:
         light_sb_rows(pool, bench, dim, eps, var, cfg, out, add)
     neural = dim in cfg["neural_dims"]
     if neural and "sbcfm" in methods:
-        sbcfm = MinibatchOT.schrodinger_bridge(math.sqrt(eps), base=Independent(pool.source))  # stabilised solver
+        sbcfm = MinibatchOT.schrodinger_bridge(math.sqrt(eps), base=Independent(pool.source), solver="newton")
         f, t = train_drift(pool, dim, eps, cfg["nn_steps"], 0, sbcfm)
         add("SB-CFM", sde_draw(f, cfg["sde_steps"]), t, cfg["sde_steps"])
     if neural and "dsbm" in methods:
