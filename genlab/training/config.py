@@ -618,16 +618,16 @@ def _check_sample_section(scfg: SampleConfig, interpolant: Any) -> None:
     grid_name = scfg.grid if scfg.grid is not None else getattr(sampler, "default_grid", "uniform")
     if grid_name not in GRIDS:
         raise ConfigError(f"sample.grid: unknown grid {scfg.grid!r}; choose one of {sorted(GRIDS)}")
-    if scfg.grid is None:
-        return  # the recommended grid's ends depend on the trained field; genlab.sample builds it
-    grid_params = inspect.signature(GRIDS[scfg.grid]).parameters
+    grid_params = inspect.signature(GRIDS[grid_name]).parameters
     allowed = [k for k in grid_params if k not in ("steps", "interpolant", "device")]
     unknown = sorted(set(scfg.grid_options) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {[f'sample.grid_options.{k}' for k in unknown]}; grid {scfg.grid!r} takes {allowed}"
+            f"unknown key(s) {[f'sample.grid_options.{k}' for k in unknown]}; grid {grid_name!r} takes {allowed}"
         )
+    if scfg.grid is None and not scfg.grid_options:
+        return  # the recommended grid's ends depend on the trained field; genlab.sample builds it
     try:
-        make_grid(scfg.grid, scfg.steps, interpolant, **scfg.grid_options)
+        make_grid(grid_name, scfg.steps, interpolant, **scfg.grid_options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"sample.grid_options: {err}") from None
