@@ -90,9 +90,15 @@ def as_time(t: Tensor | float, x: Tensor, *, name: str = "t", check_range: bool 
         )
     elif t.shape[0] == 1 and batch != 1:
         t = t.expand(batch)
-    if check_range and bool(((t < 0) | (t > 1)).any()):
+    if check_range and t.numel() and _out_of_unit(t):
         raise ValueError(f"{name} must lie in [0, 1] (genlab time); got values in [{t.min():.4g}, {t.max():.4g}]")
     return t
+
+
+def _out_of_unit(t: Tensor) -> bool:
+    """Whether a non-empty ``t`` has a value outside ``[0, 1]`` (one fused min/max reduction; NaN passes, as before)."""
+    lo, hi = torch.aminmax(t)
+    return float(lo) < 0 or float(hi) > 1
 
 
 def randn_per_sample(
@@ -132,9 +138,10 @@ def randn_per_sample(
         # vectorised Box–Muller transform of 2·⌈m/2⌉ uniforms per row is batch-size invariant, unlike one randn call.
         half = (per + 1) // 2
         u = torch.rand((n, 2, half), generator=generator, dtype=torch.float64)
-        radius = torch.sqrt(-2.0 * torch.log1p(-u[:, 0]))  # 1 − u ∈ (0, 1]
-        angle = (2.0 * math.pi) * u[:, 1]
-        z = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)[:, :per]
+        # the same elementwise operations as sqrt(−2·log1p(−u0)) and 2π·u1, in place on fresh contiguous tensors
+        radius = torch.log1p(-u[:, 0]).mul_(-2.0).sqrt_()  # 1 − u ∈ (0, 1]
+        angle = u[:, 1].mul(2.0 * math.pi)
+        z = torch.cat([torch.cos(angle).mul_(radius), angle.sin_().mul_(radius)], dim=1)[:, :per]
         out = z.reshape(shape).to(dtype)
     else:
         # other devices: one draw per row (the device generator's element order may depend on the launch size)
@@ -343,7 +350,11 @@ def check_finite(x: Tensor, *, name: str) -> Tensor:
         ``x`` unchanged.
     """
     # one reduction: NaN/inf propagate into the sum (a finite tensor whose sum overflows is re-checked in full)
-    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+    if x.numel() == 1:  # a scalar loss: one check, no reduction
+        bad = not bool(torch.isfinite(x).reshape(()))
+    else:
+        bad = not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all())
+    if bad:
         n_bad = int((~torch.isfinite(x)).sum())
         raise ValueError(
             f"{name} contains {n_bad} non-finite values (NaN/inf). Check the network/inputs, the time range "

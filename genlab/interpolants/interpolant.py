@@ -394,14 +394,14 @@ class Interpolant:
                 z = torch.cat([z, -z])
                 x0 = torch.cat([x0, x0])
             x1, t = torch.cat([x1, x1]), torch.cat([t, t])
-        c = self.schedule.coeffs(t).to(x1.dtype)
-        nd = x1.ndim
-        a, b, da, db = (append_dims(v, nd) for v in (c.alpha, c.beta, c.d_alpha, c.d_beta))
+        c = self.schedule.coeffs(t)  # float64; only the coefficients used below are cast to the data dtype
+        nd, dtype = x1.ndim, x1.dtype
+        a, b, da, db = (append_dims(v.to(dtype), nd) for v in (c.alpha, c.beta, c.d_alpha, c.d_beta))
         x_t = a * x0 + b * x1
         velocity = da * x0 + db * x1
         targets: dict[str, Tensor] = {"x1": x1, "x0": x0}
         if z is not None:
-            g, dg = append_dims(c.gamma, nd), append_dims(c.d_gamma, nd)
+            g, dg = append_dims(c.gamma.to(dtype), nd), append_dims(c.d_gamma.to(dtype), nd)
             x_t = x_t + g * z
             # γ̇ is infinite exactly at t ∈ {0, 1} for γ = √(t(1−t)); the conditional velocity's noise term is
             # then undefined and dropped (its conditional expectation −γγ̇·s stays finite).
