@@ -50,7 +50,7 @@ def sample(
     field: Field,
     sampler: str | Sampler = "heun",
     *,
-    steps: int | None = 10,
+    steps: int | None = None,
     grid: str | Sequence[float] | Tensor | None = None,
     n: int | None = None,
     shape: Sequence[int] | None = None,
@@ -74,7 +74,8 @@ def sample(
     Args:
         field: The field to sample.
         sampler: Registered name (see ``genlab.samplers.available_samplers()``) or a :class:`Sampler`.
-        steps: Number of grid steps (for named and recommended grids).
+        steps: Number of grid steps (for named and recommended grids); ``None``: the sampler's
+            :meth:`~genlab.samplers.base.Sampler.default_steps` (10, or a searched preset's own count).
         grid: Grid name (``uniform``, ``power``, ``log_snr``, ``karras``) or explicit times. ``None`` (default) uses
             the sampler's recommended grid (:meth:`Sampler.recommended_grid`: its :attr:`Sampler.default_grid`
             family, with ends where its conversions of this field are finite), so every sampler runs with no other
@@ -111,9 +112,9 @@ def sample(
             params = list(field.parameters())
             device = params[0].device if params else torch.device("cpu")
     smp.check(field)  # refuse an incompatible path with the sampler's reason before building its grid
+    if steps is None:
+        steps = smp.default_steps(field)
     if grid is None:
-        if steps is None:
-            raise ValueError("pass steps= (or an explicit grid=)")
         times = smp.recommended_grid(field, steps, device=device, **(grid_options or {}))
     else:
         times = make_grid(grid, steps, interpolant, device=device, **(grid_options or {}))

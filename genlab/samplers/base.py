@@ -190,6 +190,10 @@ class Sampler(ABC):
     #: these conversions are finite (:func:`genlab.samplers.grids.open_ends`).
     consumes: ClassVar[tuple[str, ...] | None] = None
 
+    def default_steps(self, field: Field) -> int:
+        """Grid steps :func:`genlab.sample` uses when none are given (10; a searched preset overrides it)."""
+        return 10
+
     def expected_nfe(self, steps: int) -> int | None:
         """Documented number of network evaluations for a grid of ``steps`` steps (``None`` if adaptive)."""
         return steps

@@ -263,6 +263,10 @@ class SearchedSampler(TableSampler):
                              f"`genlab search` or a shipped name: {shipped})")
         return found[0]
 
+    def default_steps(self, field: Field) -> int:
+        """The preset's own step count (the given preset, or the single shipped one for ``field``'s path)."""
+        return self.resolve(field).steps
+
     def recommended_grid(self, field: Field, steps: int, *, device: torch.device | str | None = None,
                          **options: Any) -> Tensor:
         """The grid :func:`genlab.sample` runs this sampler on when none is given: the preset's own times.

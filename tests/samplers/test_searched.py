@@ -232,3 +232,18 @@ def test_shipped_presets_match_their_configs() -> None:
         out = genlab.sample(fld, sampler="searched", preset=name, steps=preset.steps, n=8, shape=(2,), seed=0,
                             dtype=F64)
         assert out.nfe == preset.steps and bool(torch.isfinite(out.x).all())
+
+
+def test_genlab_sample_takes_the_preset_step_count_by_default() -> None:
+    """``genlab.sample(field, sampler="searched", preset=P)`` with no ``steps=`` runs the preset's own grid."""
+    import genlab
+
+    interp = VPDiffusion()
+    _, _, fld = _gauss(interp)
+    prob = make_problem(fld, 6, shape=(3,), noises=8, teacher_steps=12)
+    preset = SolverPreset(base_table(prob, "dpmpp_2m"), {"model": "gauss", "path": prob.path,
+                                                         "field_kind": fld.kind, "nfe": 6, "loss": 0.0,
+                                                         "method": "init"})
+    res = genlab.sample(fld, sampler="searched", preset=preset, n=5, shape=(3,), seed=0)
+    assert res.nfe == 6
+    assert genlab.sample(fld, sampler="dpmpp_2m", n=5, shape=(3,), seed=0).nfe == 10  # the usual default
