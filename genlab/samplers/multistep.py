@@ -349,6 +349,15 @@ class TableSampler(Sampler):
         """Extra output of :meth:`sample` (``SampleResult.aux``)."""
         return {}
 
+    def resolve_table(self, field: Field, grid: Tensor) -> tuple[MultistepTable, dict[str, Any]]:
+        """The table :meth:`sample` runs for ``field`` on ``grid`` and its ``aux`` output.
+
+        Default: :meth:`build_table` on the field's path; a sampler whose table depends on the field itself (a
+        searched preset chosen by path and kind) overrides this.
+        """
+        table = self.build_table(field.interpolant, grid)
+        return table, self._aux(table)
+
     def _sample(
         self,
         field: CountingField,
@@ -360,7 +369,7 @@ class TableSampler(Sampler):
         callback: Callable[[StepInfo], None] | None,
         trajectory: list[Tensor] | None,
     ) -> tuple[Tensor, dict[str, Any]]:
-        table = self.build_table(field.interpolant, grid)
+        table, aux = self.resolve_table(field.field, grid)
         x_src = field.field.known_source(cond) if table.known is not None else None
         data_form = table.form == "data"
 
@@ -368,7 +377,7 @@ class TableSampler(Sampler):
             return self._report(i, grid, x_next, callback, trajectory, x1_hat=pred if data_form else None)
 
         x = run_multistep(field, x, grid, table, cond=cond, x_src=x_src, report=report)
-        return x, self._aux(table)
+        return x, aux
 
 
 class MultistepTableSampler(TableSampler):

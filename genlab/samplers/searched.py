@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,8 +33,7 @@ from torch import Tensor
 
 from genlab.interpolants.interpolant import Interpolant
 from genlab.models.field import Field
-from genlab.samplers.base import CountingField, StepInfo
-from genlab.samplers.multistep import MultistepTable, TableSampler, run_multistep
+from genlab.samplers.multistep import MultistepTable, TableSampler
 from genlab.samplers.registry import register_sampler
 from genlab.utils import atomic_write
 
@@ -304,30 +302,26 @@ class SearchedSampler(TableSampler):
                 raise ValueError(f"sampler 'searched': no shipped preset for a {fld.kind!r} field on {pid}; pass "
                                  "preset= (a .json file written by `genlab search` / search_solver)")
 
-    def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:  # pragma: no cover - see _sample
-        raise NotImplementedError("SearchedSampler resolves its table per field in _sample")
+    def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:
+        """The given preset's table on ``grid`` (without a preset the field picks it: see :meth:`resolve_table`).
 
-    def _sample(
-        self,
-        field: CountingField,
-        x: Tensor,
-        grid: Tensor,
-        *,
-        cond: Any | None,
-        generator: torch.Generator | None,
-        callback: Callable[[StepInfo], None] | None,
-        trajectory: list[Tensor] | None,
-    ) -> tuple[Tensor, dict[str, Any]]:
-        preset = self.resolve(field.field, grid.numel() - 1)
+        Raises:
+            ValueError: If no preset was given, or ``grid`` is not the preset's grid.
+        """
+        if self.preset is None:
+            raise ValueError("sampler 'searched' without preset= chooses a shipped preset by the field's path and kind;"
+                             " use sample()/resolve_table with the field, or pass preset=")
+        return self._table_on(self.preset, grid)
+
+    def resolve_table(self, field: Field, grid: Tensor) -> tuple[MultistepTable, dict[str, Any]]:
+        """The preset for ``field`` (the given one, or the shipped one for its path and step count) on ``grid``."""
+        preset = self.resolve(field, grid.numel() - 1)
+        return self._table_on(preset, grid), {"preset": preset.name}
+
+    @staticmethod
+    def _table_on(preset: SolverPreset, grid: Tensor) -> MultistepTable:
         times = grid.detach().to("cpu", torch.float64)
         if times.shape != preset.times.shape or not torch.allclose(times, preset.times, rtol=0, atol=1e-12):
             raise ValueError(f"the grid differs from preset {preset.name!r}'s times: pass preset.times as the grid "
                              "(genlab.sample does so)")
-        table = preset.table
-        x_src = field.field.known_source(cond) if table.known is not None else None
-
-        def report(i: int, x_next: Tensor, pred: Tensor) -> Tensor:
-            return self._report(i, grid, x_next, callback, trajectory, x1_hat=pred)
-
-        x = run_multistep(field, x, grid, table, cond=cond, x_src=x_src, report=report)
-        return x, {"preset": preset.name}
+        return preset.table
