@@ -234,47 +234,30 @@ def solve(
                        trajectory=run.trajectory)
 
 
-#: First grid time of a named grid when the prior's denoiser is singular at t = 0 (pure noise). In genlab time it
-#: is the usual few-step sampler start for VP ε-models (``sample.grid_options.t_start`` of the shipped VP configs).
-REGULAR_T_START = 1e-3
-
-
-def _denoiser_regular_at_noise(prior: Any) -> bool:
-    """Whether the prior's field converts to the denoiser ``x̂1`` at ``t = 0`` (False for VP ε/score fields)."""
-    fld = getattr(prior, "field", None)
-    if fld is None or fld.kind == "x1":
-        return True
-    probe = torch.zeros(1, 1, dtype=torch.float64)
-    try:
-        fld.interpolant.conversion_weights((fld.kind,), "x1", 0.0, probe)
-    except ValueError:
-        return False
-    return True
-
-
 def _regular_ends(prior: Any, smp: Sampler, steps: int) -> dict[str, float]:
     """Grid ends (only those that must move) where the prior's denoiser and the sampler's conversions are finite.
 
-    The start moves to :data:`REGULAR_T_START` when the prior's field does not give ``x̂1`` at pure noise (VP ε/score
-    fields); either end moves inside where the sampler converts the guided prediction (an ``x1`` field on the
-    prior's path) to a kind that is singular there — e.g. Heun, RK4 and stochastic Heun need the velocity at t = 1 on
-    VP, where α = 0 (:func:`genlab.samplers.grids.open_ends`).
+    Both come from :func:`genlab.samplers.grids.open_ends` (an end moves ``END_OFFSET`` inside where a conversion
+    that works in the interior is singular there): the guidance reads ``x̂1`` from the prior's field at every grid
+    time (a VP ε-prediction divides by β(0) = 0 at pure noise), and the sampler converts the guided prediction — an
+    ``x1`` field on the prior's path — to the kinds it consumes (Heun, RK4 and stochastic Heun need the velocity at
+    t = 1 on VP, where α = 0).
     """
     from torch import nn
 
     from genlab.models import Field
     from genlab.samplers.grids import open_ends
 
-    out: dict[str, float] = {}
-    if not _denoiser_regular_at_noise(prior):
-        out["t_start"] = REGULAR_T_START  # e.g. a VP ε-prediction: x̂1 = (x_t − α ε̂)/β divides by β(0) = 0
+    fld = getattr(prior, "field", None)
     interpolant = getattr(prior, "interpolant", None)
-    if interpolant is None:
-        return out
-    probe = Field(nn.Identity(), interpolant, "x1")  # what GuidedField is: an x1 field on the prior's path
-    t_start, t_end = open_ends(probe, smp.consumed_kinds(), evaluates_end=smp.expected_nfe(steps) != steps)
-    if t_start > 0:
-        out["t_start"] = max(t_start, out.get("t_start", 0.0))
+    if fld is None or interpolant is None:
+        return {}
+    denoiser_start, _ = open_ends(fld, ("x1",), evaluates_end=False)
+    guided = Field(nn.Identity(), interpolant, "x1")  # what GuidedField is: an x1 field on the prior's path
+    t_start, t_end = open_ends(guided, smp.consumed_kinds(), evaluates_end=smp.expected_nfe(steps) != steps)
+    out: dict[str, float] = {}
+    if max(denoiser_start, t_start) > 0:
+        out["t_start"] = max(denoiser_start, t_start)
     if t_end < 1:
         out["t_end"] = t_end
     return out
