@@ -344,15 +344,7 @@ def sample_run(
             torch.save(dump, fh)
         files.append(pt)
         if out.suffix == ".png":
-            ref = reference_data(loaded.components.split.test, smp.x.shape[0])
-            traj = smp.trajectory[:, :64].cpu() if smp.trajectory is not None and smp.x.ndim == 2 else None
-            pic = save_picture(
-                smp.x.cpu(),
-                out,
-                reference=ref,
-                trajectories=traj,
-                title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})",
-            )
+            pic = _samples_picture(loaded, smp, out)
             if pic is None:
                 raise ValueError(
                     f"samples of shape {tuple(smp.x.shape[1:])} have no picture; use a .pt output"
@@ -515,6 +507,18 @@ def evaluate(
     return result
 
 
+def _samples_picture(loaded: Run, smp: Samples, path: Path) -> Path | None:
+    """The picture of a run's samples (held-out reference beside them, 2-D trajectories when kept)."""
+    traj = smp.trajectory[:, :64].cpu() if smp.trajectory is not None and smp.x.ndim == 2 else None
+    return save_picture(
+        smp.x.cpu(),
+        path,
+        reference=reference_data(loaded.components.split.test, smp.x.shape[0]),
+        trajectories=traj,
+        title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})",
+    )
+
+
 def _eval_pictures(loaded: Run, smp: Samples) -> list[Path]:
     """``eval_samples.png`` and ``eval_loss.png`` in the run folder (skipped without matplotlib)."""
     try:
@@ -524,12 +528,7 @@ def _eval_pictures(loaded: Run, smp: Samples) -> list[Path]:
     except ImportError:
         return []
     files: list[Path] = []
-    pic = save_picture(
-        smp.x.cpu(),
-        loaded.run_dir / "eval_samples.png",
-        reference=reference_data(loaded.components.split.test, smp.x.shape[0]),
-        title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})",
-    )
+    pic = _samples_picture(loaded, smp, loaded.run_dir / "eval_samples.png")
     if pic is not None:
         files.append(Path(pic))
     curve = loss_curve(loaded.run_dir / "metrics.jsonl", loaded.run_dir / "eval_loss.png")
