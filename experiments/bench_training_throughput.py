@@ -37,14 +37,22 @@ Full loops (N steps from a fresh optimiser, wall time of the loop):
 * ``fm_loop_with_extras_fused`` (diagnostic): the same with ``AdamW(fused=True)``, the optimiser genlab's
   Trainer picks (``genlab.training.fastpath.make_adamw``), so that row pair compares the rest of the step.
 
-Protocol: ``torch.set_num_threads(1)``; times are CPU seconds of the process (``time.process_time``, robust to
+Headline (``paired_loops``): one default ``Trainer.fit`` whose hook runs, every 25 Trainer steps, 25 steps of one of
+the flow_matching loops (example / + extras / + extras + fused AdamW, in turn, each persistent). Each Trainer block is
+paired with the flow_matching block right after it (CPU time between hook calls vs inside the hook), so both see the
+same load of the shared machine; reported: the median per-block ratio with a bootstrap 95 % interval and the ratio
+of the summed times. The separate runs below spread by ±15 % per round on this machine; the pairing removes most of
+that.
+
+Protocol of the separate runs: ``torch.set_num_threads(1)``; times are CPU seconds of the process (``time.process_time``, robust to
 other jobs on a shared machine; ``--clock wall`` for elapsed seconds); warm-up, then the rounds; in each round every variant runs
 once, the order alternating between rounds (interleaved, so load changes of the shared machine hit all variants
 alike). Reported: median steps/s per variant, and per pair the median over rounds of the per-round ratio
 genlab/flow_matching (> 1: genlab faster) with its min–max.
 
 Run: ``python experiments/bench_training_throughput.py [--quick]``. Writes
-``experiments/results/training_throughput.{json,md,png}``. About 4 min on 2 idle CPU cores (220 s measured), 10–15 min while other jobs share them.
+``experiments/results/training_throughput.{json,md,png}``. About 5 min on 2 idle CPU cores (paired part: 6000 Trainer
+steps + 6000 flow_matching steps, ≈ 90 s), 10–15 min while other jobs share them.
 """
 
 from __future__ import annotations
@@ -270,49 +278,150 @@ def genlab_trainer(init: nn.Module, steps: int, *, lean: bool, noise_batched: bo
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def fm_loop(
-    init: nn.Module, data: Tensor, fm_path: Any, steps: int, *, extras: bool, fused: bool = False
-) -> float:
-    """Seconds of the flow_matching example loop (``extras``: + clip, LR schedule, EMA, logging, checkpoints;
-    ``fused``: PyTorch's fused AdamW kernel instead of its CPU default, the single-tensor loop)."""
-    net = copy.deepcopy(init)
-    opt = torch.optim.AdamW(net.parameters(), lr=LR, fused=True if fused else None)
-    n = data.shape[0]
-    run_dir = Path(tempfile.mkdtemp(prefix="fmthr_"))
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, run_dir, True)
+class FMLoop:
+    """flow_matching's example loop, run in blocks of steps (``run(k)``) so it can be timed beside the Trainer.
+
+    ``extras``: + clipping 1.0, the Trainer's LR schedule over ``steps``, an EMA (``torch._foreach_lerp_``),
+    ``loss.item()`` every step, a JSON line every 50 steps and a ``torch.save`` checkpoint every 500 steps and at
+    ``steps``; ``fused``: PyTorch's fused AdamW kernel instead of its CPU default, the single-tensor loop.
+    """
+
+    def __init__(
+        self, init: nn.Module, data: Tensor, fm_path: Any, steps: int, run_dir: Path, *, extras: bool,
+        fused: bool = False,
+    ) -> None:
+        self.net = copy.deepcopy(init)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=LR, fused=True if fused else None)
+        self.data, self.path, self.steps, self.run_dir, self.extras = data, fm_path, steps, run_dir, extras
+        self.it = 0
         if extras:
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: lr_factor(s, steps=steps, warmup=100, schedule="cosine")
+            self.sched = torch.optim.lr_scheduler.LambdaLR(
+                self.opt, lambda s: lr_factor(s, steps=steps, warmup=100, schedule="cosine")
             )
-            ema = [p.detach().clone() for p in net.parameters()]
-            log = stack.enter_context(open(run_dir / "metrics.jsonl", "w"))
-        t0 = CLOCK["fn"]()
-        for it in range(1, steps + 1):
+            self.ema = [p.detach().clone() for p in self.net.parameters()]
+            self.log = open(run_dir / "metrics.jsonl", "w")  # noqa: SIM115 - closed by close()
+
+    def run(self, k: int) -> None:
+        """``k`` more steps."""
+        net, opt, data, n = self.net, self.opt, self.data, self.data.shape[0]
+        for _ in range(k):
+            self.it += 1
+            it = self.it
             x_1 = data[torch.randint(n, (BATCH,))]
             x_0 = torch.randn_like(x_1)
             t = torch.rand(x_1.shape[0])
-            ps = fm_path.sample(t=t, x_0=x_0, x_1=x_1)
+            ps = self.path.sample(t=t, x_0=x_0, x_1=x_1)
             loss = torch.pow(net(ps.x_t, ps.t) - ps.dx_t, 2).mean()
             opt.zero_grad()
             loss.backward()
-            if extras:
+            if self.extras:
                 gn = torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
-            if extras:
-                sched.step()
+            if self.extras:
+                self.sched.step()
                 d = min(0.999, 1.0 - (1.0 + it - 1) ** (-2.0 / 3.0))
-                torch._foreach_lerp_(ema, [p.detach() for p in net.parameters()], 1.0 - d)
+                torch._foreach_lerp_(self.ema, [p.detach() for p in net.parameters()], 1.0 - d)
                 val = loss.item()
-                if it % 50 == 0 or it == steps:
-                    log.write(json.dumps({"step": it, "loss": val, "grad_norm": float(gn)}) + "\n")
-                    log.flush()
-                if it % 500 == 0 or it == steps:
+                if it % 50 == 0 or it == self.steps:
+                    self.log.write(json.dumps({"step": it, "loss": val, "grad_norm": float(gn)}) + "\n")
+                    self.log.flush()
+                if it % 500 == 0 or it == self.steps:
                     torch.save(
-                        {"model": net.state_dict(), "ema": ema, "optimizer": opt.state_dict(), "step": it},
-                        run_dir / f"ckpt_{it:08d}.pt",
+                        {"model": net.state_dict(), "ema": self.ema, "optimizer": opt.state_dict(), "step": it},
+                        self.run_dir / f"ckpt_{it:08d}.pt",
                     )
-        return CLOCK["fn"]() - t0
+
+    def close(self) -> None:
+        if self.extras:
+            self.log.close()
+
+
+def fm_loop(
+    init: nn.Module, data: Tensor, fm_path: Any, steps: int, *, extras: bool, fused: bool = False
+) -> float:
+    """Seconds of ``steps`` steps of the flow_matching example loop (see :class:`FMLoop`) from a fresh optimiser."""
+    run_dir = Path(tempfile.mkdtemp(prefix="fmthr_"))
+    try:
+        loop = FMLoop(init, data, fm_path, steps, run_dir, extras=extras, fused=fused)
+        t0 = CLOCK["fn"]()
+        loop.run(steps)
+        seconds = CLOCK["fn"]() - t0
+        loop.close()
+        return seconds
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+#: The flow_matching loops paired with the Trainer in :func:`paired_loops` (name -> (extras, fused)).
+PAIRED_FM = {
+    "fm_example_loop": (False, False),
+    "fm_loop_with_extras": (True, False),
+    "fm_loop_with_extras_fused": (True, True),
+}
+
+
+def paired_loops(init: nn.Module, data: Tensor, fm_path: Any, *, steps: int, block: int) -> dict[str, Any]:
+    """One default ``Trainer.fit`` of ``steps`` steps whose hook runs, every ``block`` Trainer steps, ``block``
+    steps of one flow_matching loop (the three of :data:`PAIRED_FM` in turn, each a persistent loop).
+
+    Each Trainer block (the CPU time between two hook calls: its steps with their logging and checkpoints) is
+    paired with the flow_matching block run right after it, so both see the same state of the shared machine.
+    The first block (it holds the Trainer's set-up) is dropped.
+
+    Returns:
+        ``{name: {"genlab": [seconds per block], "fm": [seconds per block]}}``.
+    """
+    names = list(PAIRED_FM)
+    n_blocks = steps // block
+    per_loop = {name: block * len(range(i, n_blocks, len(names))) for i, name in enumerate(names)}
+    out: dict[str, dict[str, list[float]]] = {name: {"genlab": [], "fm": []} for name in names}
+    with contextlib.ExitStack() as stack:
+        root = Path(tempfile.mkdtemp(prefix="glpair_"))
+        stack.callback(shutil.rmtree, root, True)
+        loops = {}
+        for name, (extras, fused) in PAIRED_FM.items():
+            (root / name).mkdir()
+            loops[name] = FMLoop(init, data, fm_path, per_loop[name], root / name, extras=extras, fused=fused)
+            stack.callback(loops[name].close)
+        overrides = [f"train.steps={n_blocks * block}", "train.log_every=50", "train.ckpt_every=500"]
+        trainer = Trainer(load_config(RUN_CONFIG, overrides=overrides), root / "run")
+        trainer.net.load_state_dict(init.state_dict())
+        trainer.ema.module.load_state_dict(init.state_dict())
+        last_exit: list[float] = []
+
+        def hook(tr: Trainer) -> None:
+            if tr.step % block:
+                return None
+            enter = CLOCK["fn"]()
+            b = tr.step // block - 1
+            name = names[b % len(names)]
+            loops[name].run(block)
+            leave = CLOCK["fn"]()
+            if last_exit:  # block 0 also holds fit()'s set-up: not paired
+                out[name]["genlab"].append(enter - last_exit[0])
+                out[name]["fm"].append(leave - enter)
+            last_exit[:] = [leave]
+            return None
+
+        trainer.hooks.append(hook)
+        trainer.fit()
+    return out
+
+
+def _paired_stats(pairs: dict[str, list[float]], *, seed: int = 0, n_boot: int = 2000) -> dict[str, float]:
+    """Per-block ratios fm/genlab seconds (> 1: genlab faster): median with a bootstrap 95 % interval, and the
+    ratio of the summed times."""
+    r = [f / g for f, g in zip(pairs["fm"], pairs["genlab"])]
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(r), (n_boot, len(r)), generator=gen)
+    meds = torch.tensor(r, dtype=torch.float64)[idx].median(dim=1).values.sort().values
+    return {
+        "median": statistics.median(r),
+        "lo": float(meds[int(0.025 * n_boot)]),
+        "hi": float(meds[int(0.975 * n_boot) - 1]),
+        "total": sum(pairs["fm"]) / sum(pairs["genlab"]),
+        "blocks": len(r),
+    }
 
 
 # ------------------------------------------------------------------------------------------------- reporting
@@ -351,7 +460,34 @@ def markdown(res: dict[str, Any]) -> str:
             "not timed, its final checkpoint is)."
         ),
         "",
-        "## Steps per second (median over rounds)",
+        "## Headline: the Trainer beside flow_matching's loops, interleaved block by block",
+        "",
+        (
+            f"One default `Trainer.fit` of {meta['paired_steps']} steps (EMA, clipping, cosine LR, a JSON line every "
+            f"50 steps, a checkpoint every 500); a Trainer hook runs, after every {meta['paired_block']} Trainer "
+            f"steps, {meta['paired_block']} steps of one flow_matching loop (the three in turn, each a persistent "
+            "loop with its own network and optimiser). Each Trainer block (the CPU time between two hook calls) is "
+            "paired with the flow_matching block right after it, so both run under the same load of the shared "
+            "machine, which the separate runs below cannot ensure (their per-round ratios spread by ±15 %). "
+            "Ratio = flow_matching seconds / genlab seconds for the same number of steps (> 1: genlab faster)."
+        ),
+        "",
+        "| genlab Trainer (default) vs | median ratio per block | 95 % interval (bootstrap) | ratio of totals | blocks |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "fm_example_loop": "flow_matching example loop (no EMA/clip/schedule/logging; PyTorch's default AdamW)",
+        "fm_loop_with_extras": "flow_matching loop + the same extras (clip, cosine LR, EMA, loss read, jsonl, ckpt)",
+        "fm_loop_with_extras_fused": "the same + fused AdamW (genlab's optimiser choice)",
+    }
+    for name, r in res.get("paired", {}).items():
+        lines.append(
+            f"| {labels.get(name, name)} | **{r['median']:.3f}** | {r['lo']:.3f}–{r['hi']:.3f} | {r['total']:.3f} "
+            f"| {r['blocks']} |"
+        )
+    lines += [
+        "",
+        "## Steps per second, separate runs (median over rounds)",
         "",
         "| variant | what it does | steps/s | ms/step |",
         "|---|---|---|---|",
@@ -404,6 +540,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stem", default="training_throughput")
     parser.add_argument("--bare-rounds", type=int, default=None, help="rounds of bare steps (default 9; quick 3)")
     parser.add_argument("--loop-rounds", type=int, default=None, help="rounds of full loops (default 12; quick 2)")
+    parser.add_argument("--paired-steps", type=int, default=None,
+                        help="Trainer steps of the paired run (default 6000; quick 300)")
+    parser.add_argument("--paired-block", type=int, default=25, help="steps per paired block (default 25)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu: CPU seconds of this process (robust on a shared machine); wall: elapsed seconds")
     args = parser.parse_args(argv)
@@ -414,6 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     loop_steps, loop_rounds = (100, 2) if args.quick else (300, 12)
     bare_rounds = args.bare_rounds or bare_rounds
     loop_rounds = args.loop_rounds or loop_rounds
+    paired_steps = args.paired_steps or (300 if args.quick else 6000)
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     fm = _flow_matching()
@@ -461,6 +601,15 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
             flush=True,
         )
+
+    # paired: the Trainer and the flow_matching loops interleaved in blocks of steps within one process
+    paired = paired_loops(init, data, fm["path"], steps=paired_steps, block=args.paired_block)
+    paired_out = {name: _paired_stats(pairs) for name, pairs in paired.items()}
+    print(
+        "paired: " + ", ".join(f"{k} {v['median']:.3f} [{v['lo']:.3f}-{v['hi']:.3f}]" for k, v in paired_out.items()),
+        file=sys.stderr,
+        flush=True,
+    )
 
     what = {
         "genlab_interpolant": "sample_times + RectifiedFlow.sample(generator) + Interpolant.loss + AdamW",
@@ -539,11 +688,14 @@ def main(argv: list[str] | None = None) -> None:
         ),
         (
             "The Trainer's step uses genlab.training.fastpath: fused AdamW where PyTorch has the kernel (CPU "
-            "included; PyTorch's CPU default, used by the flow_matching rows, is the single-tensor loop), a "
-            "multi-tensor gradient clip equal bit for bit to clip_grad_norm_, a multi-tensor EMA update with "
-            "cached tensor pairs (bit for bit the former per-tensor update) and a cached train-mode check. "
-            "The `fm_loop_with_extras_fused` row gives the flow_matching loop the same optimiser, so the "
-            "remaining difference is the rest of the step."
+            "included; PyTorch's CPU default, used by the flow_matching rows, is the single-tensor loop), called "
+            "directly for a plain fused AdamW (fastpath.OptimizerStep: the two calls AdamW.step makes, bit for bit, "
+            "without its per-call bookkeeping), a multi-tensor gradient clip equal bit for bit to "
+            "clip_grad_norm_, a one-pass EMA update (torch._foreach_lerp_, as torch.optim.swa_utils does) with "
+            "cached tensor pairs, gradients dropped without zero_grad's profiler scope, a cached train-mode check, "
+            "and epoch permutations built on the tensor (StepBatches.epoch_order: DistributedSampler's order "
+            "without its Python list). The `fm_loop_with_extras_fused` row gives the flow_matching loop the same "
+            "optimiser, so the remaining difference is the rest of the step."
         ),
         (
             "genlab's Trainer always keeps an EMA, clips the gradient norm, steps an LR scheduler and syncs the loss "
@@ -576,14 +728,17 @@ def main(argv: list[str] | None = None) -> None:
             "bare_rounds": bare_rounds,
             "loop_steps": loop_steps,
             "loop_rounds": loop_rounds,
+            "paired_steps": paired_steps,
+            "paired_block": args.paired_block,
             "clock": args.clock,
             "batch": BATCH,
             "n_params": sum(p.numel() for p in init.parameters()),
             "total_wall_seconds": time.perf_counter() - t_start,
         },
+        "paired": paired_out,
         "variants": variants_out,
         "ratios": ratios,
-        "raw_seconds": {"bare": bare, "loops": full},
+        "raw_seconds": {"bare": bare, "loops": full, "paired": paired},
         "notes": notes,
     }
     args.out.mkdir(parents=True, exist_ok=True)

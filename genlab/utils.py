@@ -350,8 +350,8 @@ def check_finite(x: Tensor, *, name: str) -> Tensor:
         ``x`` unchanged.
     """
     # one reduction: NaN/inf propagate into the sum (a finite tensor whose sum overflows is re-checked in full)
-    if x.numel() == 1:  # a scalar loss: one check, no reduction
-        bad = not bool(torch.isfinite(x).reshape(()))
+    if x.numel() == 1 and not x.is_complex():  # a scalar loss: read it, no kernel
+        bad = not math.isfinite(float(x.detach()))
     else:
         bad = not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all())
     if bad:

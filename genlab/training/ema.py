@@ -50,7 +50,8 @@ class _Pairs:
     """Shadow tensors of an :class:`EMA` paired with the tensors of one source model (cache of ``update``).
 
     Valid while the source and the shadow module hold the same parameter and buffer objects; checking that
-    walks the cached submodule lists (a few microseconds) instead of ``named_parameters()`` (tens).
+    reads the cached non-empty parameter/buffer dicts (about a microsecond) instead of walking
+    ``named_parameters()`` (tens).
     """
 
     def __init__(
@@ -69,17 +70,15 @@ class _Pairs:
         self.same_dtype = all(
             s.dtype == t.dtype and s.device == t.device for s, t in zip(float_shadows, float_sources)
         )
-        self._model_mods, self._shadow_mods = list(model.modules()), list(shadow.modules())
+        # the parameter/buffer dicts that hold tensors (a tensor registered later in an empty one has no shadow
+        # and would not be averaged anyway)
+        self._dicts = [
+            d for mods in (model.modules(), shadow.modules()) for m in mods for d in (m._parameters, m._buffers) if d
+        ]
         self._ids = self._identity()
 
     def _identity(self) -> list[int]:
-        return [
-            id(v)
-            for mods in (self._model_mods, self._shadow_mods)
-            for m in mods
-            for d in (m._parameters, m._buffers)
-            for v in d.values()
-        ]
+        return [id(v) for d in self._dicts for v in d.values()]
 
     def still_valid(self, model: nn.Module, shadow: nn.Module) -> bool:
         """Whether ``model`` and ``shadow`` are the cached modules and hold the same tensor objects."""
@@ -122,9 +121,9 @@ class EMA:
     def update(self, model: nn.Module) -> float:
         """Average ``model``'s current weights into the shadow copy and count the update.
 
-        The floating-point parameters are updated by two fused multi-tensor calls (``torch._foreach_mul_`` then
-        ``torch._foreach_add_``: the same arithmetic, bit for bit, as ``shadow.mul_(d).add_(θ, alpha=1 − d)``
-        per tensor); the pairing of shadow and source tensors is built once per ``model`` and rebuilt when
+        The floating-point parameters are updated by one fused multi-tensor call, ``torch._foreach_lerp_(shadows,
+        θ, 1 − d)`` (``shadow + (1 − d)·(θ − shadow)``, one pass over the weights; PyTorch's own
+        ``get_ema_multi_avg_fn`` computes the average the same way); the pairing of shadow and source tensors is built once per ``model`` and rebuilt when
         model, the shadow module or any of their parameter or buffer objects change.
 
         Args:
@@ -138,11 +137,10 @@ class EMA:
         shadows, sources = pairs.float_shadows, pairs.float_sources  # read under no_grad: no detach needed
         if shadows:
             if pairs.same_dtype:
-                torch._foreach_mul_(shadows, d)
-                torch._foreach_add_(shadows, sources, alpha=1.0 - d)
+                torch._foreach_lerp_(shadows, sources, 1.0 - d)
             else:
                 for shadow, src in zip(shadows, sources):
-                    shadow.mul_(d).add_(src.to(shadow.dtype), alpha=1.0 - d)
+                    shadow.lerp_(src.to(shadow.dtype), 1.0 - d)
         for shadow, src in zip(pairs.copy_shadows, pairs.copy_sources):
             shadow.copy_(src)
         self.step += 1

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.training.fastpath import clip_grad_norm
+from genlab.training.fastpath import OptimizerStep, clear_grads, clip_grad_norm
 
 __all__ = ["DDPEngine", "Engine", "LocalEngine", "get_engine", "resolve_device"]
 
@@ -77,6 +77,7 @@ class Engine(ABC):
         self.device = device
         self.amp = amp
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self._steppers: dict[int, OptimizerStep] = {}  # id(optimizer) -> its OptimizerStep
 
     @property
     def is_main(self) -> bool:
@@ -132,12 +133,18 @@ class Engine(ABC):
             if self.scaler is not None:
                 self.scaler.step(opt)
             else:
-                opt.step()
+                self._optimizer_step(opt)  # = opt.step(), less overhead (fastpath.OptimizerStep)
         if self.scaler is not None:
             self.scaler.update()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
+        clear_grads(optimizers)  # = opt.zero_grad(set_to_none=True)
         return float(norm)
+
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()`` through a :class:`~genlab.training.fastpath.OptimizerStep` kept per optimiser."""
+        stepper = self._steppers.get(id(optimizer))
+        if stepper is None or stepper.optimizer is not optimizer:
+            stepper = self._steppers[id(optimizer)] = OptimizerStep(optimizer)
+        stepper()
 
     def all_reduce_mean(self, values: Tensor) -> Tensor:
         """Mean of ``values`` over processes (identity for one process)."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from genlab.training.ema import EMA
-from genlab.training.fastpath import TrainMode, clip_grad_norm, make_adamw
+from genlab.training.fastpath import OptimizerStep, TrainMode, clear_grads, clip_grad_norm, make_adamw
 
 
 def _net() -> nn.Module:
@@ -37,10 +37,13 @@ def test_clip_grad_norm_is_torch_bit_for_bit(scale: float, max_norm: float) -> N
     assert clipped == pytest.approx(min(float(ours), max_norm), rel=1e-4)
 
 
-def test_ema_update_equals_per_tensor_formula_bit_for_bit() -> None:
+def test_ema_update_is_the_lerp_of_the_ema_formula() -> None:
+    """shadow <- d*shadow + (1-d)*theta, computed as one lerp pass (bit for bit the per-tensor lerp_, and equal
+    to the mul/add form up to rounding); buffers are copied."""
     net = _net()
     ema = EMA(net, decay=0.9, warmup=True, power=1.0)
     shadow = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    mul_add = {k: v.clone() for k, v in ema.module.state_dict().items()}
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     for step in range(4):
         net.train()
@@ -50,12 +53,20 @@ def test_ema_update_equals_per_tensor_formula_bit_for_bit() -> None:
         opt.step()
         d = ema.update(net)
         assert d == min(0.9, 1.0 - (1.0 + step) ** -1.0)
-        for name, p in net.named_parameters():  # shadow <- d*shadow + (1-d)*theta, in that op order
-            shadow[name] = shadow[name].mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for name, p in net.named_parameters():
+            shadow[name] = shadow[name].lerp_(p.detach(), 1.0 - d)
+            mul_add[name] = mul_add[name].mul_(d).add_(p.detach(), alpha=1.0 - d)
         for name, b in net.named_buffers():
-            shadow[name] = b.clone()
+            shadow[name] = mul_add[name] = b.clone()
         for name, v in ema.module.state_dict().items():
             assert torch.equal(v, shadow[name]), name
+            torch.testing.assert_close(v, mul_add[name], rtol=1e-6, atol=1e-7)
+    first = EMA(net, decay=0.9)  # warm-up: the first update (d = 0) copies the weights exactly
+    with torch.no_grad():
+        for p in first.module.parameters():
+            p.fill_(7.0)
+    assert first.update(net) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(first.module.parameters(), net.parameters()))
 
 
 def test_ema_cache_follows_replaced_parameters_and_a_new_model() -> None:
@@ -65,14 +76,14 @@ def test_ema_cache_follows_replaced_parameters_and_a_new_model() -> None:
     net[0].weight = nn.Parameter(torch.ones_like(net[0].weight))  # a new tensor object: the pairing is rebuilt
     before = ema.module[0].weight.clone()
     ema.update(net)
-    assert torch.equal(ema.module[0].weight, before * 0.5 + 0.5)
+    torch.testing.assert_close(ema.module[0].weight, before * 0.5 + 0.5, rtol=0, atol=1e-7)
     other = _net()
     with torch.no_grad():
         for p in other.parameters():
             p.fill_(2.0)
     w = ema.module[3].bias.clone()
     ema.update(other)  # another model object: paired afresh
-    assert torch.equal(ema.module[3].bias, w * 0.5 + 1.0)
+    torch.testing.assert_close(ema.module[3].bias, w * 0.5 + 1.0, rtol=0, atol=1e-7)
     with pytest.raises(ValueError, match="no parameter"):
         ema.update(nn.Linear(3, 2))
 
@@ -107,3 +118,64 @@ def test_train_mode_restores_training_after_eval_of_a_submodule() -> None:
     net.eval()
     mode()
     assert all(m.training for m in net.modules())
+
+
+def _adamw_run(direct: bool, *, hook: bool = False, steps: int = 6) -> tuple[list[torch.Tensor], dict, bool]:
+    """``steps`` AdamW steps (fused, warm-up LR schedule) through OptimizerStep or opt.step()."""
+    net = _net()
+    opt = make_adamw(net.parameters(), lr=0.05, weight_decay=0.1, impl="fused")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 3))
+    if hook:
+        opt.register_step_post_hook(lambda *_: None)
+    stepper = OptimizerStep(opt)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        net.train()
+        loss = net(torch.randn(8, 3, generator=gen)).square().mean()
+        loss.backward()
+        stepper() if direct else opt.step()
+        sched.step()
+        clear_grads([opt])
+    return [p.detach().clone() for p in net.parameters()], opt.state_dict(), stepper.direct
+
+
+@pytest.mark.parametrize("hook", [False, True])
+def test_optimizer_step_equals_adamw_step_bit_for_bit(hook: bool) -> None:
+    ref, ref_state, _ = _adamw_run(direct=False)
+    ours, state, direct = _adamw_run(direct=True, hook=hook)
+    assert direct  # a fused AdamW with one group takes the direct kernel call (a hook sends it back to step())
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref))
+    for i, st in ref_state["state"].items():
+        assert float(state["state"][i]["step"]) == float(st["step"]) == 6.0
+        assert torch.equal(state["state"][i]["exp_avg"], st["exp_avg"])
+        assert torch.equal(state["state"][i]["exp_avg_sq"], st["exp_avg_sq"])
+
+
+def test_optimizer_step_falls_back_to_step_where_it_must() -> None:
+    p = nn.Parameter(torch.ones(3))
+    sgd = OptimizerStep(torch.optim.SGD([p], lr=0.5))
+    assert not sgd.direct
+    p.grad = torch.ones(3)
+    sgd()
+    assert torch.equal(p.detach(), torch.full((3,), 0.5))
+    opt = make_adamw([p], lr=0.1, impl="foreach")
+    assert not OptimizerStep(opt).direct
+    q = nn.Parameter(torch.zeros(2))
+    fused = torch.optim.AdamW([p, q], lr=0.1, fused=True)
+    stepper = OptimizerStep(fused)
+    assert stepper.direct
+    p.grad = torch.ones(3)
+    stepper()  # q has no gradient: PyTorch's step (which skips q) runs, and creates p's state only
+    assert len(fused.state) == 1 and float(fused.state[p]["step"]) == 1.0
+    p.grad, q.grad = torch.ones(3), torch.ones(2)
+    stepper()  # q has no state yet: step() again
+    assert float(fused.state[p]["step"]) == 2.0 and float(fused.state[q]["step"]) == 1.0
+
+
+def test_clear_grads_drops_every_gradient() -> None:
+    net = _net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(torch.randn(4, 3)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    clear_grads([opt])
+    assert all(p.grad is None for p in net.parameters())

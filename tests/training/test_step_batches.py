@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from genlab.data import ArrayDataset
 from genlab.training import StepBatches
@@ -58,3 +59,14 @@ def test_dataloader_workers_give_the_same_batches() -> None:
     for step in range(3, 12):
         x1, labels = next(it)
         assert torch.equal(labels, sb.indices(step)) and torch.equal(x1[:, 0].long(), labels)
+
+
+@pytest.mark.parametrize(("n", "world", "rank"), [(100, 1, 0), (101, 3, 0), (101, 3, 2), (7, 2, 1)])
+def test_epoch_order_is_the_distributed_samplers_order(n: int, world: int, rank: int) -> None:
+    """The tensor recipe equals ``list(DistributedSampler)`` (shuffle, drop_last) for every epoch, rank and size."""
+    data = ArrayDataset(torch.arange(n, dtype=torch.float32)[:, None], item_names=("x1",))
+    batches = StepBatches(data, batch_size=1, seed=11, rank=rank, world_size=world)
+    sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=11, drop_last=True)
+    for epoch in (0, 1, 5):
+        sampler.set_epoch(epoch)
+        assert batches.epoch_order(epoch).tolist() == list(iter(sampler))
