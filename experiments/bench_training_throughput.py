@@ -391,7 +391,7 @@ def paired_loops(init: nn.Module, data: Tensor, fm_path: Any, *, steps: int, blo
 
         def hook(tr: Trainer) -> None:
             if tr.step % block:
-                return None
+                return
             enter = CLOCK["fn"]()
             b = tr.step // block - 1
             name = names[b % len(names)]
@@ -401,7 +401,7 @@ def paired_loops(init: nn.Module, data: Tensor, fm_path: Any, *, steps: int, blo
                 out[name]["genlab"].append(enter - last_exit[0])
                 out[name]["fm"].append(leave - enter)
             last_exit[:] = [leave]
-            return None
+            return
 
         trainer.hooks.append(hook)
         trainer.fit()

@@ -97,7 +97,7 @@ def as_time(t: Tensor | float, x: Tensor, *, name: str = "t", check_range: bool 
 
 def _out_of_unit(t: Tensor) -> bool:
     """Whether a non-empty ``t`` has a value outside ``[0, 1]`` (one fused min/max reduction; NaN passes, as before)."""
-    lo, hi = torch.aminmax(t)
+    lo, hi = torch.aminmax(t.detach())
     return float(lo) < 0 or float(hi) > 1
 
 
