@@ -33,6 +33,7 @@ Prediction kinds (one vocabulary everywhere):
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -354,6 +355,7 @@ class Interpolant:
         *,
         generator: torch.Generator | None = None,
         antithetic: bool = False,
+        targets: Collection[str] | None = None,
     ) -> PathSample:
         """Draw ``x_t`` and the regression targets of every kind.
 
@@ -367,11 +369,19 @@ class Interpolant:
             antithetic: Return a doubled batch with ``±z`` (or ``±x0`` for a Gaussian source): the antithetic
                 estimator of Albergo et al. (2023, §6.1), which keeps the score/noise losses' variance finite as
                 γ → 0.
+            targets: Only these targets are computed (the training objective asks for its kind's; ``x0``,
+                ``x1`` and ``noise`` cost nothing); ``None`` (default): every target of the path.
 
         Returns:
             A :class:`PathSample`.
         """
         self.schedule.require_coefficients("sample")
+        if targets is not None:
+            unknown = set(targets) - set(KINDS)
+            if unknown:
+                raise ValueError(f"targets {sorted(unknown)} are not prediction kinds; choose among {KINDS}")
+        want_velocity = targets is None or "velocity" in targets
+        want_score = targets is None or "score" in targets
         if x0 is None:
             if not self.gaussian_source:
                 raise ValueError("x0 is required for a path with a data source (source='data')")
@@ -396,23 +406,40 @@ class Interpolant:
             x1, t = torch.cat([x1, x1]), torch.cat([t, t])
         c = self.schedule.coeffs(t)  # float64; only the coefficients used below are cast to the data dtype
         nd, dtype = x1.ndim, x1.dtype
-        a, b, da, db = (append_dims(v.to(dtype), nd) for v in (c.alpha, c.beta, c.d_alpha, c.d_beta))
-        x_t = a * x0 + b * x1
-        velocity = da * x0 + db * x1
-        targets: dict[str, Tensor] = {"x1": x1, "x0": x0}
+        used = [c.alpha, c.beta]
+        if want_velocity:
+            used += [c.d_alpha, c.d_beta]
         if z is not None:
-            g, dg = append_dims(c.gamma.to(dtype), nd), append_dims(c.d_gamma.to(dtype), nd)
+            used += [c.gamma, c.d_gamma] if want_velocity else [c.gamma]
+        if any(v.dtype != dtype for v in used):
+            if all(v.shape == used[0].shape for v in used):  # one cast of the stack: the same values as one each
+                used = list(torch.stack(used).to(dtype).unbind(0))
+            else:
+                used = [v.to(dtype) for v in used]
+        coef = iter(append_dims(v, nd) for v in used)
+        a, b = next(coef), next(coef)
+        da, db = (next(coef), next(coef)) if want_velocity else (None, None)
+        x_t = a * x0 + b * x1
+        out: dict[str, Tensor] = {"x1": x1, "x0": x0}
+        if z is not None:
+            g = next(coef)
             x_t = x_t + g * z
-            # γ̇ is infinite exactly at t ∈ {0, 1} for γ = √(t(1−t)); the conditional velocity's noise term is
-            # then undefined and dropped (its conditional expectation −γγ̇·s stays finite).
-            velocity = velocity + torch.where(torch.isfinite(dg), dg, torch.zeros_like(dg)) * z
-            targets["noise"] = z
-            targets["score"] = -z / g
+            out["noise"] = z
+            if want_score:
+                out["score"] = -z / g
         elif self.gaussian_source:
-            targets["noise"] = x0
-            targets["score"] = -x0 / a
-        targets["velocity"] = velocity
-        return PathSample(t=t, x_t=x_t, x0=x0, x1=x1, z=z, targets=targets)
+            out["noise"] = x0
+            if want_score:
+                out["score"] = -x0 / a
+        if want_velocity:
+            velocity = da * x0 + db * x1
+            if z is not None:
+                dg = next(coef)
+                # γ̇ is infinite exactly at t ∈ {0, 1} for γ = √(t(1−t)); the conditional velocity's noise term
+                # is then undefined and dropped (its conditional expectation −γγ̇·s stays finite).
+                velocity = velocity + torch.where(torch.isfinite(dg), dg, torch.zeros_like(dg)) * z
+            out["velocity"] = velocity
+        return PathSample(t=t, x_t=x_t, x0=x0, x1=x1, z=z, targets=out)
 
     # ------------------------------------------------------------------ conversions
     def convert(

@@ -293,7 +293,9 @@ class InterpolantObjective(ObjectiveBase):
                 generator=generator,
                 device=x1.device,
             )
-        path = comp.interpolant.sample(pair.x0, x1, t, generator=generator, antithetic=anti)
+        path = comp.interpolant.sample(
+            pair.x0, x1, t, generator=generator, antithetic=anti, targets=(comp.kind,)
+        )
         cond = make_cond(comp.interpolant, pair, labels)
         mask = pair.mask
         if anti:

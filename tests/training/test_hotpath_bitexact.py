@@ -69,3 +69,22 @@ def test_as_time_range_check_and_check_finite_scalar() -> None:
     for bad in (math.nan, math.inf, -math.inf):
         with pytest.raises(ValueError, match="loss contains 1 non-finite"):
             check_finite(torch.tensor(bad), name="loss")
+
+
+@pytest.mark.parametrize("name", ["rectified_flow", "stochastic", "vp", "brownian_bridge"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_interpolant_sample_of_some_targets_equals_the_full_sample(name: str, dtype: torch.dtype) -> None:
+    """targets=(kind,) computes only that target, with the same x_t and target as the full sample."""
+    interp = build_interpolant(name)
+    gen = torch.Generator().manual_seed(1)
+    x1, x0, z = (torch.randn(32, 2, 3, generator=gen, dtype=dtype) for _ in range(3))
+    t = torch.rand(32, generator=gen, dtype=torch.float64) * 0.98 + 0.01
+    full = interp.sample(x0, x1, t, z)
+    for kind in sorted(full.targets):
+        part = interp.sample(x0, x1, t, z, targets=(kind,))
+        assert torch.equal(part.x_t, full.x_t)
+        assert torch.equal(part.targets[kind], full.targets[kind])
+        assert ("velocity" in part.targets) == (kind == "velocity")
+        assert ("score" in part.targets) == (kind == "score")
+    with pytest.raises(ValueError, match="not prediction kinds"):
+        interp.sample(x0, x1, t, z, targets=("speed",))
