@@ -61,6 +61,7 @@ import argparse
 import contextlib
 import copy
 import json
+import math
 import os
 import platform
 import shutil
@@ -485,6 +486,8 @@ def markdown(res: dict[str, Any]) -> str:
             f"| {labels.get(name, name)} | **{r['median']:.3f}** | {r['lo']:.3f}–{r['hi']:.3f} | {r['total']:.3f} "
             f"| {r['blocks']} |"
         )
+    if not res["variants"]:
+        return "\n".join(lines + [""])
     lines += [
         "",
         "## Steps per second, separate runs (median over rounds)",
@@ -543,6 +546,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paired-steps", type=int, default=None,
                         help="Trainer steps of the paired run (default 6000; quick 300)")
     parser.add_argument("--paired-block", type=int, default=25, help="steps per paired block (default 25)")
+    parser.add_argument("--only-paired", action="store_true",
+                        help="only the paired Trainer/flow_matching run (e.g. to compare two genlab versions)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu: CPU seconds of this process (robust on a shared machine); wall: elapsed seconds")
     args = parser.parse_args(argv)
@@ -554,6 +559,8 @@ def main(argv: list[str] | None = None) -> None:
     bare_rounds = args.bare_rounds or bare_rounds
     loop_rounds = args.loop_rounds or loop_rounds
     paired_steps = args.paired_steps or (300 if args.quick else 6000)
+    if args.only_paired:
+        bare_rounds = loop_rounds = 0
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     fm = _flow_matching()
@@ -563,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # bare steps
     variants = bare_variants(init, data, fm["path"])
-    for v in variants:
+    for v in variants if bare_rounds else []:
         v.time(warmup)
     bare: dict[str, list[float]] = {v.name: [] for v in variants}
     for r in range(bare_rounds):
@@ -588,8 +595,9 @@ def main(argv: list[str] | None = None) -> None:
         "fm_loop_with_extras": lambda: fm_loop(init, data, fm["path"], loop_steps, extras=True),
         "fm_loop_with_extras_fused": lambda: fm_loop(init, data, fm["path"], loop_steps, extras=True, fused=True),
     }
-    genlab_trainer(init, 20, lean=False)  # warm-up (imports, allocator, first checkpoint write)
-    fm_loop(init, data, fm["path"], 20, extras=True)
+    if loop_rounds:
+        genlab_trainer(init, 20, lean=False)  # warm-up (imports, allocator, first checkpoint write)
+        fm_loop(init, data, fm["path"], 20, extras=True)
     full: dict[str, list[float]] = {k: [] for k in loops}
     names = list(loops)
     for r in range(loop_rounds):
@@ -625,21 +633,21 @@ def main(argv: list[str] | None = None) -> None:
         "fm_loop_with_extras_fused": "DIAGNOSTIC: fm_loop_with_extras with fused AdamW (genlab's optimiser choice)",
     }
     variants_out: dict[str, Any] = {}
-    for k, secs in bare.items():
+    for k, secs in (bare if bare_rounds else {}).items():
         rates = [bare_steps / s for s in secs]
         variants_out[k] = {
             "what": what[k],
             "steps_per_s": statistics.median(rates),
             "steps_per_s_rounds": rates,
         }
-    for k, secs in full.items():
+    for k, secs in (full if loop_rounds else {}).items():
         rates = [loop_steps / s for s in secs]
         variants_out[k] = {
             "what": what[k],
             "steps_per_s": statistics.median(rates),
             "steps_per_s_rounds": rates,
         }
-    ratios = {
+    ratios = {} if not (bare_rounds and loop_rounds) else {
         "bare step: genlab Interpolant (per-sample noise) / flow_matching": _ratio_stats(
             bare["genlab_interpolant"], bare["flow_matching"]
         ),
@@ -678,6 +686,8 @@ def main(argv: list[str] | None = None) -> None:
             - statistics.median(bare["genlab_interpolant_nogen"])
         )
         / bare_steps
+        if bare_rounds
+        else math.nan
     )
     notes = [
         (
@@ -742,13 +752,13 @@ def main(argv: list[str] | None = None) -> None:
         "notes": notes,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    png = figure(res, args.out / f"{args.stem}.png")
+    png = figure(res, args.out / f"{args.stem}.png") if variants_out else None
     with atomic_write(args.out / f"{args.stem}.json", "w") as fh:
         json.dump(res, fh, indent=1)
     with atomic_write(args.out / f"{args.stem}.md", "w") as fh:
         fh.write(markdown(res))
     print(markdown(res))
-    print(f"wrote {args.out / args.stem}.{{json,md}} and {png}")
+    print(f"wrote {args.out / args.stem}.{{json,md}}" + (f" and {png}" if png else ""))
 
 
 if __name__ == "__main__":
