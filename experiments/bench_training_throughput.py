@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> None:
         (
             "The Trainer's step uses genlab.training.fastpath: fused AdamW where PyTorch has the kernel (CPU "
             "included; PyTorch's CPU default, used by the flow_matching rows, is the single-tensor loop), called "
-            "directly for a plain fused AdamW (fastpath.OptimizerStep: the two calls AdamW.step makes, bit for bit, "
+            "directly for a plain fused AdamW (fastpath.optimizer_step: the two calls AdamW.step makes, bit for bit, "
             "without its per-call bookkeeping), a multi-tensor gradient clip equal bit for bit to "
             "clip_grad_norm_, a one-pass EMA update (torch._foreach_lerp_, as torch.optim.swa_utils does) with "
             "cached tensor pairs, gradients dropped without zero_grad's profiler scope, a cached train-mode check, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.training.fastpath import OptimizerStep, clear_grads, clip_grad_norm
+from genlab.training.fastpath import can_step_directly, clear_grads, clip_grad_norm, optimizer_step
 
 __all__ = ["DDPEngine", "Engine", "LocalEngine", "get_engine", "resolve_device"]
 
@@ -77,7 +78,8 @@ class Engine(ABC):
         self.device = device
         self.amp = amp
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-        self._steppers: dict[int, OptimizerStep] = {}  # id(optimizer) -> its OptimizerStep
+        # per optimiser: whether fastpath.optimizer_step may call the fused AdamW kernel itself
+        self._direct: weakref.WeakKeyDictionary[torch.optim.Optimizer, bool] = weakref.WeakKeyDictionary()
 
     @property
     def is_main(self) -> bool:
@@ -133,18 +135,18 @@ class Engine(ABC):
             if self.scaler is not None:
                 self.scaler.step(opt)
             else:
-                self._optimizer_step(opt)  # = opt.step(), less overhead (fastpath.OptimizerStep)
+                self._optimizer_step(opt)  # = opt.step(), less overhead (fastpath.optimizer_step)
         if self.scaler is not None:
             self.scaler.update()
         clear_grads(optimizers)  # = opt.zero_grad(set_to_none=True)
         return float(norm)
 
     def _optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """``optimizer.step()`` through a :class:`~genlab.training.fastpath.OptimizerStep` kept per optimiser."""
-        stepper = self._steppers.get(id(optimizer))
-        if stepper is None or stepper.optimizer is not optimizer:
-            stepper = self._steppers[id(optimizer)] = OptimizerStep(optimizer)
-        stepper()
+        """``optimizer.step()`` through :func:`~genlab.training.fastpath.optimizer_step` (checks kept per optimiser)."""
+        direct = self._direct.get(optimizer)
+        if direct is None:
+            direct = self._direct[optimizer] = can_step_directly(optimizer)
+        optimizer_step(optimizer, direct=direct)
 
     def all_reduce_mean(self, values: Tensor) -> Tensor:
         """Mean of ``values`` over processes (identity for one process)."""

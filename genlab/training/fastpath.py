@@ -20,7 +20,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ADAMW_IMPLS", "OptimizerStep", "TrainMode", "clear_grads", "clip_grad_norm", "make_adamw"]
+__all__ = [
+    "ADAMW_IMPLS",
+    "TrainMode",
+    "can_step_directly",
+    "clear_grads",
+    "clip_grad_norm",
+    "make_adamw",
+    "optimizer_step",
+]
 
 #: Accepted values of ``make_adamw(impl=...)``.
 ADAMW_IMPLS = ("auto", "fused", "foreach", "loop")
@@ -139,7 +147,7 @@ def clear_grads(optimizers: Iterable[torch.optim.Optimizer]) -> None:
                 p.grad = None
 
 
-class OptimizerStep:
+def optimizer_step(optimizer: torch.optim.Optimizer, *, direct: bool | None = None) -> None:
     """``optimizer.step()``, calling PyTorch's fused AdamW kernel directly where that is the same computation.
 
     ``torch.optim.Optimizer.step`` spends about as long in bookkeeping (the profiler's ``record_function``, the
@@ -155,77 +163,19 @@ class OptimizerStep:
 
     Args:
         optimizer: The optimiser to step.
+        direct: :func:`can_step_directly` of ``optimizer`` when the caller keeps it (the loop computes it once per
+            optimiser); ``None``: checked here.
     """
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        self.direct = _direct_adamw_possible(optimizer)
-
-    def __call__(self) -> None:
-        """Take one optimiser step with the current gradients."""
-        if not self.direct or not self._step_direct():
-            self.optimizer.step()
-
-    def _step_direct(self) -> bool:
-        opt = self.optimizer
-        if (
-            len(opt.param_groups) != 1
-            or opt._optimizer_step_pre_hooks
-            or opt._optimizer_step_post_hooks
-            or _global_step_hooks()
-        ):
-            return False
-        group = opt.param_groups[0]
-        params: list[Tensor] = group["params"]
-        state = opt.state
-        grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
-        first = params[0]
-        for p in params:
-            g = p.grad
-            st = state.get(p)
-            if g is None or not st or g.is_sparse or g.device != first.device or g.dtype != first.dtype:
-                return False
-            grads.append(g)
-            exp_avgs.append(st["exp_avg"])
-            exp_avg_sqs.append(st["exp_avg_sq"])
-            steps.append(st["step"])
-        lr = group["lr"]
-        if isinstance(lr, Tensor) or group["amsgrad"] or group["maximize"] or group["capturable"]:
-            return False
-        beta1, beta2 = group["betas"]
-        with torch.no_grad():
-            torch._foreach_add_(steps, 1)
-            torch._fused_adamw_(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                [],
-                steps,
-                amsgrad=False,
-                lr=lr,
-                beta1=float(beta1),
-                beta2=float(beta2),
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=False,
-                grad_scale=None,
-                found_inf=None,
-            )
-        return True
+    if direct is None:
+        direct = can_step_directly(optimizer)
+    if not direct or not _step_fused_adamw(optimizer):
+        optimizer.step()
 
 
-def _global_step_hooks() -> bool:
-    """Whether hooks were registered for every optimiser (``torch.optim.optimizer.register_optimizer_step_*``)."""
-    from torch.optim import optimizer as _optim
-
-    return bool(
-        getattr(_optim, "_global_optimizer_pre_hooks", None) or getattr(_optim, "_global_optimizer_post_hooks", None)
-    )
-
-
-def _direct_adamw_possible(optimizer: Any) -> bool:
-    """Whether :class:`OptimizerStep` may call the fused AdamW kernel itself for ``optimizer``."""
+def can_step_directly(optimizer: Any) -> bool:
+    """Whether :func:`optimizer_step` may call the fused AdamW kernel itself for ``optimizer`` (the checks that do
+    not change between steps: a plain ``torch.optim.AdamW`` with ``fused=True``, one parameter group, real
+    parameters, a PyTorch that has the kernel)."""
     if type(optimizer) is not torch.optim.AdamW or not hasattr(torch, "_fused_adamw_"):
         return False
     if len(optimizer.param_groups) != 1:
@@ -237,4 +187,62 @@ def _direct_adamw_possible(optimizer: Any) -> bool:
         and group.get("fused")
         and not group.get("differentiable")
         and not any(torch.is_complex(p) for p in params)
+    )
+
+
+def _step_fused_adamw(opt: torch.optim.Optimizer) -> bool:
+    """The fused AdamW update of ``opt`` by the kernel itself; ``False`` (nothing done) where it must not."""
+    if (
+        len(opt.param_groups) != 1
+        or opt._optimizer_step_pre_hooks
+        or opt._optimizer_step_post_hooks
+        or _global_step_hooks()
+    ):
+        return False
+    group = opt.param_groups[0]
+    params: list[Tensor] = group["params"]
+    state = opt.state
+    grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+    first = params[0]
+    for p in params:
+        g = p.grad
+        st = state.get(p)
+        if g is None or not st or g.is_sparse or g.device != first.device or g.dtype != first.dtype:
+            return False
+        grads.append(g)
+        exp_avgs.append(st["exp_avg"])
+        exp_avg_sqs.append(st["exp_avg_sq"])
+        steps.append(st["step"])
+    lr = group["lr"]
+    if isinstance(lr, Tensor) or group["amsgrad"] or group["maximize"] or group["capturable"]:
+        return False
+    beta1, beta2 = group["betas"]
+    with torch.no_grad():
+        torch._foreach_add_(steps, 1)
+        torch._fused_adamw_(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            amsgrad=False,
+            lr=lr,
+            beta1=float(beta1),
+            beta2=float(beta2),
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+    return True
+
+
+def _global_step_hooks() -> bool:
+    """Whether hooks were registered for every optimiser (``torch.optim.optimizer.register_optimizer_step_*``)."""
+    from torch.optim import optimizer as _optim
+
+    return bool(
+        getattr(_optim, "_global_optimizer_pre_hooks", None) or getattr(_optim, "_global_optimizer_post_hooks", None)
     )

@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from genlab.training.ema import EMA
-from genlab.training.fastpath import OptimizerStep, TrainMode, clear_grads, clip_grad_norm, make_adamw
+from genlab.training.fastpath import (
+    TrainMode,
+    can_step_directly,
+    clear_grads,
+    clip_grad_norm,
+    make_adamw,
+    optimizer_step,
+)
 
 
 def _net() -> nn.Module:
@@ -121,22 +128,22 @@ def test_train_mode_restores_training_after_eval_of_a_submodule() -> None:
 
 
 def _adamw_run(direct: bool, *, hook: bool = False, steps: int = 6) -> tuple[list[torch.Tensor], dict, bool]:
-    """``steps`` AdamW steps (fused, warm-up LR schedule) through OptimizerStep or opt.step()."""
+    """``steps`` AdamW steps (fused, warm-up LR schedule) through optimizer_step or opt.step()."""
     net = _net()
     opt = make_adamw(net.parameters(), lr=0.05, weight_decay=0.1, impl="fused")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 3))
     if hook:
         opt.register_step_post_hook(lambda *_: None)
-    stepper = OptimizerStep(opt)
+    direct_ok = can_step_directly(opt)
     gen = torch.Generator().manual_seed(3)
     for _ in range(steps):
         net.train()
         loss = net(torch.randn(8, 3, generator=gen)).square().mean()
         loss.backward()
-        stepper() if direct else opt.step()
+        optimizer_step(opt, direct=direct_ok) if direct else opt.step()
         sched.step()
         clear_grads([opt])
-    return [p.detach().clone() for p in net.parameters()], opt.state_dict(), stepper.direct
+    return [p.detach().clone() for p in net.parameters()], opt.state_dict(), direct_ok
 
 
 @pytest.mark.parametrize("hook", [False, True])
@@ -153,22 +160,20 @@ def test_optimizer_step_equals_adamw_step_bit_for_bit(hook: bool) -> None:
 
 def test_optimizer_step_falls_back_to_step_where_it_must() -> None:
     p = nn.Parameter(torch.ones(3))
-    sgd = OptimizerStep(torch.optim.SGD([p], lr=0.5))
-    assert not sgd.direct
+    sgd = torch.optim.SGD([p], lr=0.5)
+    assert not can_step_directly(sgd)
     p.grad = torch.ones(3)
-    sgd()
+    optimizer_step(sgd)
     assert torch.equal(p.detach(), torch.full((3,), 0.5))
-    opt = make_adamw([p], lr=0.1, impl="foreach")
-    assert not OptimizerStep(opt).direct
+    assert not can_step_directly(make_adamw([p], lr=0.1, impl="foreach"))
     q = nn.Parameter(torch.zeros(2))
     fused = torch.optim.AdamW([p, q], lr=0.1, fused=True)
-    stepper = OptimizerStep(fused)
-    assert stepper.direct
+    assert can_step_directly(fused)
     p.grad = torch.ones(3)
-    stepper()  # q has no gradient: PyTorch's step (which skips q) runs, and creates p's state only
+    optimizer_step(fused)  # q has no gradient: PyTorch's step (which skips q) runs, and creates p's state only
     assert len(fused.state) == 1 and float(fused.state[p]["step"]) == 1.0
     p.grad, q.grad = torch.ones(3), torch.ones(2)
-    stepper()  # q has no state yet: step() again
+    optimizer_step(fused)  # q has no state yet: step() again
     assert float(fused.state[p]["step"]) == 2.0 and float(fused.state[q]["step"]) == 1.0
 
 
@@ -179,3 +184,23 @@ def test_clear_grads_drops_every_gradient() -> None:
     assert all(p.grad is not None for p in net.parameters())
     clear_grads([opt])
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_engine_steps_through_an_optimizer_step_and_does_not_keep_the_optimizer() -> None:
+    import gc
+    import weakref
+
+    from genlab.training.engines import LocalEngine
+
+    engine = LocalEngine("cpu")
+    net = _net()
+    opt = make_adamw(net.parameters(), lr=0.1, impl="fused")
+    for _ in range(2):
+        loss = net.train()(torch.randn(8, 3)).square().mean()
+        engine.step(loss, opt, list(net.parameters()), grad_clip=1.0)
+    assert all(p.grad is None for p in net.parameters())
+    assert all(float(st["step"]) == 2.0 for st in opt.state.values())
+    ref = weakref.ref(opt)
+    del opt
+    gc.collect()
+    assert ref() is None
