@@ -123,8 +123,9 @@ class EMA:
 
         The floating-point parameters are updated by one fused multi-tensor call, ``torch._foreach_lerp_(shadows,
         θ, 1 − d)`` (``shadow + (1 − d)·(θ − shadow)``, one pass over the weights; PyTorch's own
-        ``get_ema_multi_avg_fn`` computes the average the same way); the pairing of shadow and source tensors is built once per ``model`` and rebuilt when
-        model, the shadow module or any of their parameter or buffer objects change.
+        ``get_ema_multi_avg_fn`` computes the average the same way); the pairing of shadow and source tensors is
+        built once per ``model`` and rebuilt when model, the shadow module or any of their parameter or buffer
+        objects change.
 
         Args:
             model: The network being trained (same architecture; a DDP wrapper must be unwrapped first).
