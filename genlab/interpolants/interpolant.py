@@ -940,7 +940,7 @@ class Interpolant:
         target = sample.targets[kind]
         if pred.shape != target.shape:
             raise ValueError(f"pred shape {tuple(pred.shape)} differs from the target's {tuple(target.shape)}")
-        if mask is None and weight is None:
+        if mask is None and weight is None and pred.ndim > 1:
             # every sample has the same number of elements: the mean of the per-sample means is the mean over
             # all elements, one fused kernel forward and backward (the same value up to summation order)
             return 0.5 * torch.nn.functional.mse_loss(pred, target)

@@ -145,6 +145,9 @@ def clear_grads(optimizers: Iterable[torch.optim.Optimizer]) -> None:
         optimizers: The optimisers whose parameters' gradients are dropped.
     """
     for opt in optimizers:
+        if type(opt).zero_grad is not torch.optim.Optimizer.zero_grad:  # a subclass with its own zero_grad
+            opt.zero_grad(set_to_none=True)
+            continue
         for group in opt.param_groups:
             for p in group["params"]:
                 p.grad = None
@@ -162,7 +165,8 @@ def optimizer_step(optimizer: torch.optim.Optimizer, *, direct: bool | None = No
     (``tests/training/test_fastpath.py``). Everything else goes through ``optimizer.step()``: other optimisers,
     the first step (it creates the state), a parameter without a gradient or state, several devices or dtypes,
     sparse or complex tensors, amsgrad/maximize/capturable/differentiable, a tensor learning rate, registered
-    step hooks, and PyTorch versions without the kernel.
+    step hooks, a ``step`` wrapped on the instance by anything but an LR scheduler (whose "step was called" flag
+    is set as its wrapper would), and PyTorch versions without the kernel.
 
     Args:
         optimizer: The optimiser to step.
@@ -195,11 +199,13 @@ def can_step_directly(optimizer: Any) -> bool:
 
 def _step_fused_adamw(opt: torch.optim.Optimizer) -> bool:
     """The fused AdamW update of ``opt`` by the kernel itself; ``False`` (nothing done) where it must not."""
+    wrapped = opt.__dict__.get("step")  # an instance-level wrapper of step(): only an LR scheduler's is known
     if (
         len(opt.param_groups) != 1
         or opt._optimizer_step_pre_hooks
         or opt._optimizer_step_post_hooks
         or _global_step_hooks()
+        or (wrapped is not None and not getattr(wrapped, "_wrapped_by_lr_sched", False))
     ):
         return False
     group = opt.param_groups[0]
@@ -239,6 +245,8 @@ def _step_fused_adamw(opt: torch.optim.Optimizer) -> bool:
             grad_scale=None,
             found_inf=None,
         )
+    if wrapped is not None:
+        opt._opt_called = True  # what the scheduler's wrapper records (its first step() checks it)
     return True
 
 

@@ -204,3 +204,43 @@ def test_engine_steps_through_an_optimizer_step_and_does_not_keep_the_optimizer(
     del opt
     gc.collect()
     assert ref() is None
+
+
+def test_optimizer_step_under_a_fresh_scheduler_and_a_foreign_wrapper() -> None:
+    import warnings
+
+    net = _net()
+    opt = make_adamw(net.parameters(), lr=0.1, impl="fused")
+    net(torch.randn(4, 3)).sum().backward()
+    opt.step()  # creates the state
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)  # wraps opt.step on the instance
+    net(torch.randn(4, 3)).sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "lr_scheduler.step() before optimizer.step()" warning
+        optimizer_step(opt)
+        sched.step()
+    calls = []
+    inner = opt.step
+
+    def foreign(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return inner(*args, **kwargs)
+
+    opt.step = foreign  # type: ignore[method-assign]
+    net(torch.randn(4, 3)).sum().backward()
+    optimizer_step(opt)  # someone else's wrapper: it is called
+    assert calls == [1]
+
+
+def test_clear_grads_uses_an_overridden_zero_grad() -> None:
+    class Counting(torch.optim.SGD):
+        calls = 0
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            Counting.calls += 1
+            super().zero_grad(set_to_none=set_to_none)
+
+    p = nn.Parameter(torch.ones(2))
+    p.grad = torch.ones(2)
+    clear_grads([Counting([p], lr=0.1)])
+    assert Counting.calls == 1 and p.grad is None
