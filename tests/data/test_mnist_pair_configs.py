@@ -26,14 +26,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def test_lowres_2x_and_edges_pairs_are_the_corruptions_of_their_digits() -> None:
     x0, x1 = get_dataset("lowres_mnist5k", factor=2).tensors
     assert x0.shape == x1.shape == (5000, 1, 28, 28)

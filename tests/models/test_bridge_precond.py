@@ -19,14 +19,6 @@ from genlab.models import DDBMPrecond, EDMPrecond, Field, bridge_coeffs, edm_coe
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def _ddbm_reference_vp(tau: Tensor, beta_d: float = 2.0, beta_min: float = 0.1, sd: float = 0.5):
     """DDBM's ``get_bridge_scalings`` for ``pred_mode='vp'`` (its log-SNR form, written out independently)."""
 

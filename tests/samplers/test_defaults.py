@@ -26,14 +26,6 @@ GMM = GaussianMixture(torch.tensor([[1.5, 0.5], [-1.0, -1.0]], dtype=F64), torch
 SOURCE = GaussianMixture(torch.tensor([[0.0, 0.5]], dtype=F64), 0.8)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 class Counted(nn.Module):
     """Counts the calls of the exact network."""
 

@@ -25,14 +25,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def _tiny(name: str, *extra: str):
     return load_config(
         CONFIGS / f"{name}.yaml",
