@@ -93,7 +93,8 @@ class DDRM(Guidance):
         sv = svd.s.to(y)
         observed = sv > self.options["rcond"] * sv.max().clamp_min(torch.finfo(y.dtype).tiny)
         safe = torch.where(observed, sv, torch.ones_like(sv))
-        ybar = torch.where(observed[None], svd.Ut(y) / safe[None], torch.zeros_like(svd.Ut(y)))
+        uty = svd.Ut(y)
+        ybar = torch.where(observed[None], uty / safe[None], torch.zeros_like(uty))
         nsr = torch.where(observed, ctx.problem.sigma / safe, torch.zeros_like(sv))
         ctx.extras["ddrm"] = {"svd": svd, "observed": observed, "ybar": ybar, "nsr": nsr}
 

@@ -114,7 +114,10 @@ class DiffPIR(Guidance):
         op, y = ctx.op, ctx.y
         if ctx.problem.sigma == 0 or bool((rho <= 0).any()):
             return x0 + op.pinv(y - op.A(x0))
-        return op.solve_reg(op.At(y) + append_dims(rho, x0.ndim) * x0, rho, x0=x0, tol=self.options["cg_tol"],
+        aty = ctx.extras.get("diffpir_aty")
+        if aty is None:  # Aᵀy once per solve (the data step runs at every sampling step)
+            aty = ctx.extras["diffpir_aty"] = op.At(y)
+        return op.solve_reg(aty + append_dims(rho, x0.ndim) * x0, rho, x0=x0, tol=self.options["cg_tol"],
                             max_iter=self.options["cg_iters"])
 
     def step(self, x_t: Tensor, t: float | Tensor, t_next: float | Tensor, pred: Prediction,

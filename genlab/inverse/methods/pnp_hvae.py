@@ -297,7 +297,3 @@ class PnPHVAE(IterativeSolver):
         samples = out_mean if o["output"] == "mean" else out_x
         return IterativeOutput(samples=samples, nfe=model.encoder_passes + model.decoder_passes, n_vjp=0,
                                diagnostics=diag, latents=out_zs)
-
-    def config(self) -> dict[str, Any]:
-        """Resolved options (temperature as given; per-level values are in the diagnostics of a run)."""
-        return dict(self.options)
