@@ -64,8 +64,7 @@ class BridgeCoeffs:
 def bridge_tau(interpolant: Interpolant, t: Tensor) -> Tensor:
     """DDBM time ``τ = T(1 − t)`` of genlab times ``t`` (``T = 1`` for a bridge that is not a DDBM schedule)."""
     sched = interpolant.schedule
-    big_t = float(sched.T) if isinstance(sched, DDBMSchedule) else 1.0
-    return big_t * (1 - t)
+    return sched.tau(t) if isinstance(sched, DDBMSchedule) else 1 - t
 
 
 def _check_stats(sigma_data: float, sigma_source: float, cov: float, c: float) -> None:
@@ -105,6 +104,13 @@ def bridge_coeffs(
     s0 = float(sigma_data)
     s_t = s0 if sigma_source is None else float(sigma_source)
     _check_stats(s0, s_t, float(cov), float(c))
+    return _bridge_coeffs(interpolant, t, x, s0, s_t, float(cov), float(c))
+
+
+def _bridge_coeffs(
+    interpolant: Interpolant, t: Tensor | float, x: Tensor, s0: float, s_t: float, cov: float, c: float
+) -> BridgeCoeffs:
+    """:func:`bridge_coeffs` for statistics already checked (the preconditioning checks them once)."""
     co = interpolant.coeffs(t, x)
     a, b, g = co.alpha, co.beta, co.gamma
     var = (c * g) ** 2
@@ -193,11 +199,8 @@ class DDBMPrecond:
         self.noise_input = noise_input
 
     def coeffs(self, t: Tensor | float, x: Tensor) -> BridgeCoeffs:
-        """:func:`bridge_coeffs` with this preconditioning's statistics."""
-        return bridge_coeffs(
-            self.interpolant, t, x, sigma_data=self.sigma_data, sigma_source=self.sigma_source, cov=self.cov,
-            c=self.c,
-        )
+        """:func:`bridge_coeffs` with this preconditioning's statistics (checked when it was built)."""
+        return _bridge_coeffs(self.interpolant, t, x, self.sigma_data, self.sigma_source, self.cov, self.c)
 
     def __call__(self, net: nn.Module, x_t: Tensor, t: Tensor, cond: Any | None = None) -> Tensor:
         """``c_skip·x_t + c_out·F(c_in·x_t, c_noise or t, cond)``.
