@@ -406,23 +406,15 @@ class Interpolant:
             x1, t = torch.cat([x1, x1]), torch.cat([t, t])
         c = self.schedule.coeffs(t)  # float64; only the coefficients used below are cast to the data dtype
         nd, dtype = x1.ndim, x1.dtype
-        used = [c.alpha, c.beta]
-        if want_velocity:
-            used += [c.d_alpha, c.d_beta]
-        if z is not None:
-            used += [c.gamma, c.d_gamma] if want_velocity else [c.gamma]
-        if any(v.dtype != dtype for v in used):
-            if all(v.shape == used[0].shape for v in used):  # one cast of the stack: the same values as one each
-                used = list(torch.stack(used).to(dtype).unbind(0))
-            else:
-                used = [v.to(dtype) for v in used]
-        coef = iter(append_dims(v, nd) for v in used)
-        a, b = next(coef), next(coef)
-        da, db = (next(coef), next(coef)) if want_velocity else (None, None)
+
+        def cast(v: Tensor) -> Tensor:
+            return append_dims(v.to(dtype), nd)
+
+        a, b = cast(c.alpha), cast(c.beta)
         x_t = a * x0 + b * x1
         out: dict[str, Tensor] = {"x1": x1, "x0": x0}
         if z is not None:
-            g = next(coef)
+            g = cast(c.gamma)
             x_t = x_t + g * z
             out["noise"] = z
             if want_score:
@@ -432,9 +424,9 @@ class Interpolant:
             if want_score:
                 out["score"] = -x0 / a
         if want_velocity:
-            velocity = da * x0 + db * x1
+            velocity = cast(c.d_alpha) * x0 + cast(c.d_beta) * x1
             if z is not None:
-                dg = next(coef)
+                dg = cast(c.d_gamma)
                 # γ̇ is infinite exactly at t ∈ {0, 1} for γ = √(t(1−t)); the conditional velocity's noise term
                 # is then undefined and dropped (its conditional expectation −γγ̇·s stays finite).
                 velocity = velocity + torch.where(torch.isfinite(dg), dg, torch.zeros_like(dg)) * z

@@ -221,6 +221,8 @@ class InterpolantObjective(ObjectiveBase):
         self.config = config
         self.components = components
         self.coupling = components.coupling
+        # the run's preconditioning (its loss weight and, for DDBM, its training-time law), built once
+        self.precond = make_precond(config, components)
 
     def modules(self) -> dict[str, nn.Module]:
         """``{"model": components.net}``."""
@@ -279,7 +281,7 @@ class InterpolantObjective(ObjectiveBase):
             labels = None
         pair = self.coupling.sample(data, generator=generator)
         x1 = pair.x1
-        precond = make_precond(self.config, comp)
+        precond = self.precond
         if tcfg.t_sampling == "uniform" and hasattr(precond, "train_times"):
             # the preconditioning's own law (DDBM: τ ~ U[τ_min, T], "real-uniform")
             t = precond.train_times(x1.shape[0], generator=generator, device=x1.device)
