@@ -276,7 +276,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             raise ValueError("--preset carries its own grid; drop --grid")
         args.grid = [float(v) for v in preset.times]
     from genlab.training import sample_run
-    from genlab.training.translation import is_translation_run, save_translation_picture
+    from genlab.training.translation import is_translation_run
 
     translation = is_translation_run(args.run)  # unpaired translation: source | target | translated (+ paths)
     res = sample_run(
@@ -294,8 +294,6 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         **options,
     )
     s = res.samples
-    if translation and out.suffix == ".png":
-        save_translation_picture(args.run, s, out, title=f"{s.sampler}, {s.nfe} NFE (step {res.step})")
     _print_json(
         {
             "sampler": s.sampler,

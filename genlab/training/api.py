@@ -508,12 +508,21 @@ def evaluate(
 
 
 def _samples_picture(loaded: Run, smp: Samples, path: Path) -> Path | None:
-    """The picture of a run's samples (held-out reference beside them, 2-D trajectories when kept)."""
+    """The picture of a run's samples (held-out reference beside them, 2-D trajectories when kept); for an
+    unpaired-translation run, source | target | translated
+    (:func:`~genlab.training.translation.save_translation_picture`)."""
+    from genlab.training.translation import is_translation_run, save_translation_picture
+
+    reference = reference_data(loaded.components.split.test, smp.x.shape[0])
+    if is_translation_run(loaded.config) and smp.x_init is not None:
+        return save_translation_picture(
+            loaded.config, smp, path, title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})", target=reference
+        )
     traj = smp.trajectory[:, :64].cpu() if smp.trajectory is not None and smp.x.ndim == 2 else None
     return save_picture(
         smp.x.cpu(),
         path,
-        reference=reference_data(loaded.components.split.test, smp.x.shape[0]),
+        reference=reference,
         trajectories=traj,
         title=f"{smp.sampler}, {smp.nfe} NFE (step {loaded.step})",
     )

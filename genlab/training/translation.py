@@ -59,7 +59,7 @@ def translation_grid(source: Tensor, translated: Tensor, *, per_row: int = 4, ro
 
 
 def save_translation_picture(run: str | Path | RunConfig, samples: Samples, path: str | Path, *,
-                             title: str = "translated") -> Path:
+                             title: str = "translated", target: Tensor | None = None) -> Path:
     """Write the translation picture of ``samples`` (drawn by :func:`~genlab.training.sample_run`) to ``path``.
 
     Args:
@@ -67,6 +67,7 @@ def save_translation_picture(run: str | Path | RunConfig, samples: Samples, path
         samples: The samples (``x_init`` = sources; ``trajectory`` drawn for 2-D points when present).
         path: Output PNG.
         title: Title of the translated panel.
+        target: Held-out target points for the 2-D panel (default: read from the run's data split).
 
     Returns:
         The written path.
@@ -83,9 +84,11 @@ def save_translation_picture(run: str | Path | RunConfig, samples: Samples, path
         raise ValueError("the samples carry no source points (x_init); draw them with sample_run from the run")
     x, src = samples.x.detach().cpu(), samples.x_init.detach().cpu()
     if x.ndim == 2 and x.shape[1] == 2:
-        d = cfg.data
-        split = get_split(d.name, test_fraction=d.test_fraction, split_seed=d.split_seed, **d.kwargs)
-        target = reference_data(split.test, x.shape[0]).cpu()
+        if target is None:
+            d = cfg.data
+            split = get_split(d.name, test_fraction=d.test_fraction, split_seed=d.split_seed, **d.kwargs)
+            target = reference_data(split.test, x.shape[0])
+        target = target.cpu()
         traj = samples.trajectory[:, :64].cpu() if samples.trajectory is not None else None
         return scatter_panels([("source", src), ("target", target), (title, x)], path, trajectories=traj)
     if x.ndim == 4 and x.shape[1] in (1, 3):
