@@ -84,15 +84,15 @@ def _degenerate(lam: Tensor) -> bool:
 
 
 def _auto_range(interpolant: Interpolant, t_start: float | None, t_end: float | None) -> tuple[float, float]:
-    """Pull the default ends inside by 1e-3 where the log-SNR is infinite (α = 0 at t = 1, β = 0 at t = 0), or so
+    """Pull the default ends inside by :data:`END_OFFSET` (1e-3) where the log-SNR is infinite (α = 0 at t = 1, β = 0 at t = 0), or so
     large that the end is such a zero up to rounding (|λ| > 30); explicit ends are kept but must have a finite λ."""
     fn = interpolant.lam
     ts = 0.0 if t_start is None else t_start
     te = 1.0 if t_end is None else t_end
     if t_start is None and _degenerate(fn(torch.tensor([ts], dtype=_F64))):
-        ts = 1e-3
+        ts = END_OFFSET
     if t_end is None and _degenerate(fn(torch.tensor([te], dtype=_F64))):
-        te = 1 - 1e-3
+        te = 1 - END_OFFSET
     _check_range(ts, te)
     for v in (ts, te):
         if not bool(torch.isfinite(fn(torch.tensor([v], dtype=_F64))).all()):

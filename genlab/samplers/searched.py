@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -214,6 +215,12 @@ def load_preset(preset: str | Path | SolverPreset | dict[str, Any]) -> SolverPre
     return SolverPreset.from_dict(data, name=path.stem)
 
 
+def _matching(presets: Iterable[SolverPreset], fld: Field) -> list[SolverPreset]:
+    """The presets searched for ``fld``'s path and prediction kind."""
+    pid = path_id(fld.interpolant)
+    return [p for p in presets if p.provenance["path"] == pid and p.provenance["field_kind"] == fld.kind]
+
+
 @register_sampler
 class SearchedSampler(TableSampler):
     """A searched solver: runs a :class:`SolverPreset` (NeuralSolver/DSS or evolutionary search) on its own grid.
@@ -246,15 +253,10 @@ class SearchedSampler(TableSampler):
             self.preset.check_field(fld)
             return self.preset
         pid = path_id(fld.interpolant)
-        found = []
-        for path in shipped_presets().values():
-            p = load_preset(path)
-            if p.provenance["path"] == pid and p.provenance["field_kind"] == fld.kind and (
-                    steps is None or p.steps == steps):
-                found.append(p)
+        presets = {name: load_preset(path) for name, path in shipped_presets().items()}
+        found = [p for p in _matching(presets.values(), fld) if steps is None or p.steps == steps]
         if len(found) != 1:
-            shipped = {n: (load_preset(p).provenance["model"], load_preset(p).steps)
-                       for n, p in shipped_presets().items()}
+            shipped = {n: (p.provenance["model"], p.steps) for n, p in presets.items()}
             what = "no shipped preset" if not found else f"{len(found)} shipped presets ({[p.name for p in found]})"
             raise ValueError(f"sampler 'searched': {what} for a {fld.kind!r} field on {pid}"
                              f"{'' if steps is None else f' with {steps} steps'}; pass preset= (a .json file from "
@@ -296,9 +298,8 @@ class SearchedSampler(TableSampler):
         if not (fld.interpolant.gaussian_source or fld.interpolant.conditional_source):
             raise ValueError("sampler 'searched' needs a Gaussian-source path or a bridge with a known source")
         if self.preset is None:  # refuse up front (not mid-run) a field no shipped preset was searched for
-            pid = path_id(fld.interpolant)
-            if not any(load_preset(p).provenance["path"] == pid and load_preset(p).provenance["field_kind"] == fld.kind
-                       for p in shipped_presets().values()):
+            if not _matching((load_preset(p) for p in shipped_presets().values()), fld):
+                pid = path_id(fld.interpolant)
                 raise ValueError(f"sampler 'searched': no shipped preset for a {fld.kind!r} field on {pid}; pass "
                                  "preset= (a .json file written by `genlab search` / search_solver)")
 

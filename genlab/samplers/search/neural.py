@@ -259,7 +259,8 @@ def fit_neural_solver(
     interp = problem.field.interpolant
     m = problem.x_init.shape[0]
     val = problem.validation
-    train = torch.tensor([i for i in range(m) if i not in set(val.tolist())], dtype=torch.long)
+    held = set(val.tolist())
+    train = torch.tensor([i for i in range(m) if i not in held], dtype=torch.long)
     gen = torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(solver.parameters(), lr=lr)
     best_err = problem.error(problem.run_table(solver.to_table(interp), val), val)
