@@ -297,11 +297,11 @@ class SearchedSampler(TableSampler):
             self.preset.check_field(fld)
         if not (fld.interpolant.gaussian_source or fld.interpolant.conditional_source):
             raise ValueError("sampler 'searched' needs a Gaussian-source path or a bridge with a known source")
-        if self.preset is None:  # refuse up front (not mid-run) a field no shipped preset was searched for
-            if not _matching((load_preset(p) for p in shipped_presets().values()), fld):
-                pid = path_id(fld.interpolant)
-                raise ValueError(f"sampler 'searched': no shipped preset for a {fld.kind!r} field on {pid}; pass "
-                                 "preset= (a .json file written by `genlab search` / search_solver)")
+        # refuse up front (not mid-run) a field no shipped preset was searched for
+        if self.preset is None and not _matching((load_preset(p) for p in shipped_presets().values()), fld):
+            pid = path_id(fld.interpolant)
+            raise ValueError(f"sampler 'searched': no shipped preset for a {fld.kind!r} field on {pid}; pass "
+                             "preset= (a .json file written by `genlab search` / search_solver)")
 
     def build_table(self, interpolant: Interpolant, grid: Tensor) -> MultistepTable:
         """The given preset's table on ``grid`` (without a preset the field picks it: see :meth:`resolve_table`).
